@@ -1,0 +1,66 @@
+"""The ``smallbms`` command: one entry point, one subcommand per job.
+
+Each subcommand lives in the module that does the work; that module exposes
+``configure(parser: argparse.ArgumentParser) -> None`` (adds its options) and
+``main(args: argparse.Namespace) -> int`` (runs, returns the exit status).  This file only
+lists them, so adding a subcommand never means editing another one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Protocol, cast
+
+from bms_daemon import __version__
+
+
+class _Subcommand(Protocol):
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+    def main(self, args: argparse.Namespace) -> int: ...
+
+
+# name, module, one-line help (shown by `smallbms --help`)
+SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("run", "bms_daemon.daemon", "run the BMS daemon (defaults: simulated bank, in-memory GPIO)"),
+    ("simulate", "bms_daemon.simulate", "run a scenario file faster than real time"),
+    ("check-config", "bms_daemon.config", "validate a configuration file and print the result"),
+    ("key", "bms_daemon.keycmd", "print the instant-readout key (hex) from the state directory"),
+    ("virtual-bus", "gatt.virtual.cli", "start a private D-Bus with a virtual BlueZ"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; a subcommand module that fails to import is reported, not hidden."""
+    parser = argparse.ArgumentParser(
+        prog="smallbms",
+        description="A Raspberry Pi emulation of the Victron smallBMS NG BMS.",
+    )
+    parser.add_argument("--version", action="version", version=f"smallbms {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in SUBCOMMANDS:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        module = cast(_Subcommand, importlib.import_module(module_name))
+        module.configure(sp)
+        sp.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the chosen subcommand; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = cast(Callable[[argparse.Namespace], int] | None, getattr(args, "_main", None))
+    if run is None:
+        parser.print_help()
+        return 2
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The vocabulary shared by the core, the edges and the BLE side.
+
+Everything that crosses a boundary (battery source -> core, core -> GPIO/BLE/store) is one of
+these frozen dataclasses, so that the core stays pure: it receives readings and a time, and
+returns a status.  Names follow the smallBMS NG manual: *load disconnect* (LOAD, allowed to
+discharge), *charger disconnect* (CHARGER, allowed to charge), *pre-alarm*, *discharge floor*.
+
+Units are SI-ish and fixed here once: volts, amperes (positive = charging), ampere-hours,
+degrees Celsius, seconds, percent (0-100).  Fields may be added; none may be renamed or removed
+without updating every user (the GATT codecs and the simulator's JSON output depend on them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Code(StrEnum):
+    """Warning, alarm and error codes of the manual [5.2]."""
+
+    W_B01 = "W-B01"  # low cell voltage (cell pre-alarm)
+    W_B05 = "W-B05"  # battery communication lost
+    W_B07 = "W-B07"  # low SOC
+    A_B01 = "A-B01"  # low cell voltage (cell under-voltage, LOAD floats)
+    A_B05 = "A-B05"  # battery communication lost (LOAD and CHARGER float)
+    A_B07 = "A-B07"  # low SOC (discharge floor reached, LOAD floats)
+    A_B08 = "A-B08"  # low pack voltage
+    A_B09 = "A-B09"  # high battery temperature
+    E_B01 = "E-B01"  # invalid battery configuration
+    E_B05 = "E-B05"  # invalid battery configuration
+    E_B09 = "E-B09"  # battery voltage not allowed
+    E_B11 = "E-B11"  # hardware error
+
+    @property
+    def kind(self) -> str:
+        """``"warning"``, ``"alarm"`` or ``"error"``, from the code's letter."""
+        return {"W": "warning", "A": "alarm", "E": "error"}[self.value[0]]
+
+    @property
+    def number(self) -> int:
+        """The numeric part (``E-B09`` -> 9), as sent in the instant readout's error field."""
+        return int(self.value.split("B")[1])
+
+
+class LedState(StrEnum):
+    """What a LED shows [5.2]: off, blinking or solid."""
+
+    OFF = "off"
+    BLINK = "blink"
+    ON = "on"
+
+
+class BalancerState(StrEnum):
+    """Balancer status shown over Bluetooth (SPEC §4)."""
+
+    UNKNOWN = "unknown"
+    BALANCING = "balancing"
+    IMBALANCE = "imbalance"
+    BALANCED = "balanced"
+
+
+class Reason(StrEnum):
+    """Why LOAD or CHARGER floats (or why the pre-alarm is high); shown next to ATC/ATD."""
+
+    CELL_UNDER_VOLTAGE = "cell under-voltage"
+    CELL_PRE_ALARM = "cell pre-alarm"
+    LOW_PACK_VOLTAGE = "low pack voltage"
+    DISCHARGE_FLOOR = "discharge floor reached"
+    LOW_SOC = "low SOC"
+    CELL_OVER_VOLTAGE = "cell over-voltage"
+    COLD = "battery too cold"
+    HOT = "battery too hot"
+    REMOTE_OFF = "remote off"
+    MODE_OFF = "mode off"
+    COMMS_LOST = "battery communication lost"
+    CONFIGURATION = "invalid battery configuration"
+    VOLTAGE_NOT_ALLOWED = "battery voltage not allowed"
+    HARDWARE = "hardware error"
+    STARTING = "starting"
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryReading:
+    """What one Lithium NG battery reports over its BMS cable (SPEC §2, "per battery")."""
+
+    serial: str
+    model: str  # a key of bms_daemon.core.bank.MODELS, e.g. "12.8V-100Ah"
+    firmware: str
+    voltage: float  # battery terminal voltage, V
+    current: float  # A through this battery, positive = charging
+    temperature: float  # °C (hottest/coldest sensor of the battery; one figure)
+    cell_voltages: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """One fresh sample of the whole bank from a battery source.
+
+    ``bank_voltage`` and ``bank_current`` are what the BMS measures for the bank as a whole
+    (the current is what SOC counts; it carries the sensor's offset, gain error and noise).
+    A source that has no fresh data returns ``None`` instead of a ``Readings``.
+    """
+
+    batteries: tuple[BatteryReading, ...]
+    bank_voltage: float
+    bank_current: float
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """Everything the core needs besides the readings: the remote input, read from GPIO."""
+
+    remote: bool = True  # the remote on/off loop is closed (on)
+    hardware_ok: bool = True  # False when a GPIO line could not be driven or read back
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """The three terminals, as booleans: True = driven high, False = floating.
+
+    LOAD high = allowed to discharge; CHARGER high = allowed to charge; PRE-ALARM high = warning.
+    The safe state (daemon dead, starting, or no verdict yet) is every output floating.
+    """
+
+    load: bool = False
+    charger: bool = False
+    prealarm: bool = False
+
+    @classmethod
+    def safe(cls) -> Outputs:
+        """All outputs floating: loads and chargers off, pre-alarm released."""
+        return cls(load=False, charger=False, prealarm=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Leds:
+    """The two LEDs of the manual [5.2]; optional GPIO outputs on the Pi."""
+
+    blue: LedState = LedState.OFF
+    red: LedState = LedState.OFF
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryStatus:
+    """One battery as shown on the bank page."""
+
+    serial: str
+    model: str
+    capacity_ah: float
+    firmware: str
+    voltage: float
+    current: float
+    temperature: float
+    cell_voltages: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BankStatus:
+    """The bank page: topology as detected, extremes, balancer, and each battery."""
+
+    model: str | None  # None while the configuration is invalid or unknown
+    batteries: int
+    cells: int
+    series: int
+    parallel: int
+    capacity_ah: float  # of the whole bank (parallel strings add up)
+    min_cell_voltage: float | None
+    max_cell_voltage: float | None
+    min_temperature: float | None
+    max_temperature: float | None
+    balancer: BalancerState
+    battery_list: tuple[BatteryStatus, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Everything the status page shows [5.1], as the core computed it at time ``t``."""
+
+    t: float  # the core's time (seconds, monotonic) of this status
+    soc: float | None  # %, None = unknown (never synchronised nor set)
+    soc_synchronised: bool  # SOC came from a sync, a manual set or a rest-voltage estimate
+    mode: bool  # the Mode setting (on/off)
+    remote: bool  # the remote input (on/off)
+    voltage: float | None  # bank voltage, V (None while no battery data)
+    current: float | None  # A, positive = charging
+    power: float | None  # W
+    consumed_ah: float | None  # Ah taken since the last full charge, >= 0
+    ttg_min: float | None  # time to go to the discharge floor, min; None when not discharging
+    allowed_to_charge: bool  # = outputs.charger
+    charge_reason: Reason | None  # why CHARGER floats, None when allowed
+    allowed_to_discharge: bool  # = outputs.load
+    discharge_reason: Reason | None  # why LOAD floats (or the pre-alarm cause while LOAD is high)
+    outputs: Outputs
+    leds: Leds
+    warnings: tuple[Code, ...] = ()
+    alarms: tuple[Code, ...] = ()
+    errors: tuple[Code, ...] = ()
+    bank: BankStatus | None = None
+    temperature: float | None = None  # the battery temperature shown (max of the bank), °C
+
+    @property
+    def codes(self) -> tuple[Code, ...]:
+        """Warnings, alarms and errors together, in that order."""
+        return self.warnings + self.alarms + self.errors
+
+
+@dataclass(slots=True)
+class History:
+    """The history page [5.1] with the counting rules of SPEC §2.  Mutable: the core owns it."""
+
+    deepest_discharge_ah: float = 0.0
+    last_discharge_ah: float = 0.0
+    cumulative_ah_drawn: float = 0.0
+    discharged_energy_kwh: float = 0.0
+    charged_energy_kwh: float = 0.0
+    synchronisations: int = 0
+    charge_cycles: int = 0
+    full_discharges: int = 0
+    seconds_since_full_charge: float | None = None  # None = never fully charged
+    min_bank_voltage: float | None = None
+    max_bank_voltage: float | None = None
+    min_cell_voltage: float | None = None
+    max_cell_voltage: float | None = None
+    min_temperature: float | None = None
+    max_temperature: float | None = None
+    # counting-rule memory (persisted with the rest so a restart does not miscount)
+    below_65_since_cycle: bool = False
+    below_90_since_sync: bool = True
+    at_zero: bool = False
+    extra: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""bms_daemon/sources."""
