@@ -113,6 +113,8 @@ class Inputs:
 
     remote: bool = True  # the remote on/off loop is closed (on)
     hardware_ok: bool = True  # False when a GPIO line could not be driven or read back
+    ble_advertising: bool = False  # the BLE side is advertising (blue LED blinks)
+    ble_connected: bool = False  # a central is connected (blue LED solid)
 
 
 @dataclass(frozen=True, slots=True)
