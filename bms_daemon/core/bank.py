@@ -1,0 +1,150 @@
+"""The Lithium NG battery models and the bank topology the BMS detects from them (SPEC §1).
+
+The user never types the topology: like the real smallBMS NG, we derive it from what the
+batteries report.  Series count = bank voltage / average battery voltage (rounded); parallel
+count = batteries / series.  A bank that cannot be a valid 12/24/48 V system is a configuration
+error (E-B01 / E-B05, both outputs float); a bank voltage outside 9-60 V is E-B09.
+
+Which configuration problem gets which of the two codes is our choice (ours; the manual gives
+both the same text): **E-B01** when the batteries themselves do not belong together or are
+too many (unknown or mixed models, more than 50 / 25 batteries, no battery at all); **E-B05**
+when the wiring does not make a valid bank (incomplete strings, a series count that does not
+give 12, 24 or 48 V, a battery reporting the wrong number of cells).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bms_daemon.core.types import BatteryReading, Code
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryModel:
+    """One Lithium NG battery model [2.1]."""
+
+    name: str
+    nominal_voltage: float  # V
+    capacity_ah: float
+    cells: int  # cells in series inside the battery
+
+
+def _model(nominal: float, capacity: int, cells: int) -> BatteryModel:
+    return BatteryModel(f"{nominal:.1f}V-{capacity}Ah", nominal, float(capacity), cells)
+
+
+MODELS: dict[str, BatteryModel] = {
+    m.name: m
+    for m in (
+        _model(12.8, 100, 4),
+        _model(12.8, 150, 4),
+        _model(12.8, 200, 4),
+        _model(12.8, 300, 4),
+        _model(25.6, 100, 8),
+        _model(25.6, 200, 8),
+        _model(25.6, 300, 8),
+        _model(51.2, 100, 16),
+    )
+}
+
+# Limits of a bank (SPEC §1, from the VE.Bus BMS NG / Lithium NG datasheets).
+MAX_BATTERIES_12_24V = 50
+MAX_BATTERIES_48V = 25
+SYSTEM_NOMINAL_VOLTAGES = (12.8, 25.6, 51.2)  # the 12, 24 and 48 V systems the BMS supports
+SYSTEM_48V_NOMINAL = 51.2
+# E-B09 "battery voltage not allowed" window [5.2].
+BANK_VOLTAGE_MIN = 9.0  # V
+BANK_VOLTAGE_MAX = 60.0  # V
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """What the BMS detected.  ``error`` is None for a valid bank; then ``model`` is set."""
+
+    model: BatteryModel | None
+    batteries: int
+    series: int
+    parallel: int
+    cells_in_series: int  # of the whole bank (series batteries x cells per battery)
+    error: Code | None = None
+    problem: str = ""  # in words, for logs and the bank page
+
+    @property
+    def cells(self) -> int:
+        """Total cells in the bank."""
+        return self.batteries * self.model.cells if self.model else 0
+
+    @property
+    def capacity_ah(self) -> float:
+        """Bank capacity: parallel strings add up, series batteries do not."""
+        return self.model.capacity_ah * self.parallel if self.model else 0.0
+
+    @property
+    def nominal_voltage(self) -> float:
+        """Nominal bank voltage (12.8, 25.6 or 51.2 V for a valid bank)."""
+        return self.model.nominal_voltage * self.series if self.model else 0.0
+
+
+def _invalid(code: Code, problem: str, batteries: int, series: int = 0) -> Topology:
+    parallel = batteries // series if series else 0
+    return Topology(None, batteries, series, parallel, 0, code, problem)
+
+
+def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) -> Topology:
+    """Detect series/parallel from the batteries' reports and validate the bank.
+
+    Series = round(bank voltage / mean battery voltage): batteries in one string share the
+    bank voltage equally, whatever their state of charge, so the ratio is an integer up to
+    measurement error.  Validation order goes from "wrong batteries" to "wrong wiring".
+    """
+    count = len(batteries)
+    if count == 0:
+        return _invalid(Code.E_B01, "no battery reports on the BMS cables", 0)
+    first = batteries[0].model
+    if any(b.model != first for b in batteries):
+        names = sorted({b.model for b in batteries})
+        return _invalid(
+            Code.E_B01, f"mixed battery models {', '.join(names)}: use one model only", count
+        )
+    model = MODELS.get(first)
+    if model is None:
+        return _invalid(Code.E_B01, f"unknown battery model {first!r}", count)
+    limit = MAX_BATTERIES_48V if model.nominal_voltage >= SYSTEM_48V_NOMINAL else (
+        MAX_BATTERIES_12_24V
+    )
+    if count > limit:
+        return _invalid(
+            Code.E_B01, f"{count} batteries; at most {limit} {model.name} per BMS", count
+        )
+    if any(len(b.cell_voltages) != model.cells for b in batteries):
+        return _invalid(
+            Code.E_B05, f"a battery does not report {model.cells} cells like a {model.name}", count
+        )
+    mean_battery_voltage = sum(b.voltage for b in batteries) / count
+    series = round(bank_voltage / mean_battery_voltage) if mean_battery_voltage > 0 else 1
+    series = max(1, series)
+    system = model.nominal_voltage * series
+    if not any(abs(system - v) < 0.05 for v in SYSTEM_NOMINAL_VOLTAGES):
+        return _invalid(
+            Code.E_B05,
+            f"{series} x {model.nominal_voltage:g} V in series = {system:g} V is not a 12, 24 "
+            "or 48 V system",
+            count,
+            series,
+        )
+    if count % series:
+        return _invalid(
+            Code.E_B05,
+            f"{count} batteries cannot form complete strings of {series} in series",
+            count,
+            series,
+        )
+    return Topology(model, count, series, count // series, series * model.cells)
+
+
+def voltage_error(bank_voltage: float) -> Code | None:
+    """E-B09 when the bank voltage is outside the window the BMS accepts [5.2]."""
+    if bank_voltage < BANK_VOLTAGE_MIN or bank_voltage > BANK_VOLTAGE_MAX:
+        return Code.E_B09
+    return None
