@@ -1,0 +1,98 @@
+"""The rest voltage (open-circuit voltage, OCV) of one LiFePO4 cell as a function of its SOC.
+
+Why a table: LFP's OCV curve is flat between about 20 % and 90 % (3.25-3.34 V) and steep at
+both ends, so a formula either misses the knees or costs more than a lookup.  The simulated
+cells need it every tick, so the breakpoints are resampled once, at import, onto an evenly
+spaced grid; a lookup is then one multiplication and one interpolation, no search.
+
+Source of the numbers (research/ecosystem.md §1.6): a generic 25 °C LFP pseudo-OCV, the mean
+of the charge and discharge branches (no hysteresis), shaped after published LFP cell data
+such as the Lithium Werks APR18650M1B tables in ``soorajsunil/Piecewise-Battery-OCV`` and the
+Victron figures of research/ng-manuals.md (2.8 V/cell end of discharge, 3.375 V float, about
+3.55 V per cell at the 14.2 V absorption voltage).  The values are ours, rounded; they are meant
+to put the BMS thresholds (pre-alarm 3.10 V, under-voltage 2.80 V, over-voltage 3.75 V) at the
+SOCs where a real bank meets them, not to model one particular cell.  Beyond 100 % the curve
+rises steeply so that an over-charged cell trips the cell over-voltage rule as a real one does.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+# (SOC %, rest voltage V) for one cell at 25 °C.
+OCV_BREAKPOINTS: tuple[tuple[float, float], ...] = (
+    (-1.0, 2.00),
+    (0.0, 2.50),
+    (0.5, 2.80),
+    (1.0, 2.95),
+    (2.0, 3.05),
+    (5.0, 3.15),
+    (10.0, 3.20),
+    (15.0, 3.23),
+    (20.0, 3.25),
+    (30.0, 3.275),
+    (40.0, 3.29),
+    (50.0, 3.30),
+    (60.0, 3.305),
+    (70.0, 3.315),
+    (80.0, 3.33),
+    (90.0, 3.34),
+    (95.0, 3.35),
+    (97.5, 3.37),
+    (99.0, 3.40),
+    (99.5, 3.44),
+    (99.8, 3.50),
+    (100.0, 3.60),
+    (100.5, 3.80),
+    (101.0, 4.20),
+)
+
+OCV_GRID_STEP = 0.05  # % between resampled points: fine enough for the 0.5 % knees
+_SOC_MIN = OCV_BREAKPOINTS[0][0]
+_SOC_MAX = OCV_BREAKPOINTS[-1][0]
+
+
+def _interpolate(soc: float) -> float:
+    """Piecewise-linear OCV between the breakpoints (used only to build the grid)."""
+    points = OCV_BREAKPOINTS
+    for (s0, v0), (s1, v1) in itertools.pairwise(points):
+        if soc <= s1:
+            return v0 + (v1 - v0) * (soc - s0) / (s1 - s0)
+    return points[-1][1]
+
+
+def _build_grid() -> tuple[float, ...]:
+    count = round((_SOC_MAX - _SOC_MIN) / OCV_GRID_STEP) + 1
+    return tuple(_interpolate(_SOC_MIN + i * OCV_GRID_STEP) for i in range(count))
+
+
+_GRID = _build_grid()
+_LAST = len(_GRID) - 2
+_SCALE = 1.0 / OCV_GRID_STEP
+
+
+def ocv(soc_percent: float) -> float:
+    """Rest voltage of one cell at ``soc_percent`` (clamped to the table's ends)."""
+    x = (soc_percent - _SOC_MIN) * _SCALE
+    if x <= 0.0:
+        return _GRID[0]
+    i = int(x)
+    if i > _LAST:
+        return _GRID[-1]
+    v0 = _GRID[i]
+    return v0 + (_GRID[i + 1] - v0) * (x - i)
+
+
+def soc_at_rest(voltage: float) -> float:
+    """Inverse of :func:`ocv` between 0 and 100 %: the SOC whose rest voltage is ``voltage``.
+
+    Used to start a bank from a cell voltage and by tests; the flat middle makes the answer
+    very sensitive to millivolts there, which is exactly why the BMS must not rely on it.
+    """
+    points = [p for p in OCV_BREAKPOINTS if 0.0 <= p[0] <= 100.0]
+    if voltage <= points[0][1]:
+        return 0.0
+    for (s0, v0), (s1, v1) in itertools.pairwise(points):
+        if voltage <= v1:
+            return s0 + (s1 - s0) * (voltage - v0) / (v1 - v0)
+    return 100.0

@@ -1,0 +1,324 @@
+"""Physics of a simulated bank of LiFePO4 batteries: cells, strings, loads, a CC/CV charger.
+
+Pure and clock-free: ``BankPhysics.advance(seconds)`` integrates the bank over that many
+seconds with the environment in force (load, charger, ambient temperature, which outputs let
+them act); the simulated source decides when to call it.  Everything the BMS reacts to comes out
+of here, so the model aims at the shapes a BMS must cope with rather than at cell chemistry:
+
+* each cell has an LFP rest-voltage curve (``ocv.py``), an ohmic resistance and one RC
+  polarisation branch, so the voltage sags under load, recovers at rest and tapers in CV;
+* cells differ in capacity and self-discharge, so a bank drifts out of balance; each battery
+  bleeds its high cells near the top of charge, as the batteries' own balancers do;
+* parallel strings share the bank current so that their terminal voltages are equal (one bus);
+* a battery warms with I²R and relaxes to the ambient temperature (first order), and its
+  resistance rises in the cold;
+* the charger is an ideal CC/CV source on the same bus as the loads: it supplies the loads and
+  charges the batteries with at most its CC current, never above its CV voltage, never backwards.
+
+Every number of the model that is our choice is a named constant below.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bms_daemon.sources.ocv import ocv
+
+# --- model constants (ours; typical LFP values, see research/ng-manuals.md B16) -------------
+R0_CELL_OHM_AT_100AH = 0.0005  # ohmic resistance of a 100 Ah cell: 4 cells = 2 mΩ (datasheet)
+R1_CELL_OHM_AT_100AH = 0.0010  # polarisation resistance of a 100 Ah cell (sag after minutes)
+POLARISATION_TAU_S = 300.0  # time constant of the polarisation branch
+# Near full, diffusion limits how fast a cell accepts charge: the polarisation resistance grows
+# linearly from POLARISATION_KNEE_SOC to (1 + POLARISATION_FULL_GAIN) times at 100 %, which is
+# what makes the CV phase taper over tens of minutes instead of seconds.
+POLARISATION_KNEE_SOC = 90.0
+POLARISATION_FULL_GAIN = 4.0
+COLD_RESISTANCE_PER_DEGREE = 0.03  # resistance rises 3 % per °C below REFERENCE_TEMPERATURE_C
+REFERENCE_TEMPERATURE_C = 25.0
+CHARGE_EFFICIENCY = 0.995  # coulombic efficiency of the cells on charge (LFP: 99.5-99.9 %)
+BALANCE_START_V = 3.45  # a battery bleeds cells above this voltage ...
+BALANCE_DELTA_V = 0.010  # ... that are this much above the battery's lowest cell ...
+BALANCE_CURRENT_A = 0.5  # ... with this current (passive balancer)
+HEAT_CAPACITY_J_PER_K_PER_WH = 9.0  # about 11.5 kJ/K for a 12.8 V 100 Ah battery (~11 kg)
+SECONDS_PER_MONTH = 30 * 86400.0
+MAX_SUBSTEP_S = 5.0  # longer gaps are integrated in sub-steps so CV charging stays stable
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryParams:
+    """What the physics needs to know about one battery (from its model)."""
+
+    model: str
+    cells: int
+    capacity_ah: float
+    nominal_voltage: float
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Manufacturing spread and ageing: what makes cells drift apart."""
+
+    capacity: float = 0.01  # standard deviation of cell capacity, relative (1 %)
+    self_discharge: float = 0.02  # mean self-discharge per 30 days, fraction of capacity
+    self_discharge_spread: float = 0.005  # standard deviation of the above, between cells
+
+
+class BankPhysics:
+    """The state of every cell and battery of a bank, and how it evolves.
+
+    Batteries are numbered string by string: battery ``i`` is in string ``i // series``.
+    The environment (``load_a``, ``charge_a``, ``charge_voltage``, ``ambient_c``, ``load_on``,
+    ``charger_on``, ``cell_offsets``) is plain attributes, set by the source between calls.
+    """
+
+    def __init__(
+        self,
+        batteries: Sequence[BatteryParams],
+        series: int,
+        *,
+        soc: float,
+        temperature: float,
+        spread: Spread,
+        thermal_time_constant_s: float,
+        rng: random.Random,
+    ) -> None:
+        if series < 1 or not batteries or len(batteries) % series:
+            raise ValueError("the batteries must fill whole strings of `series` batteries")
+        self.batteries = tuple(batteries)
+        self.series = series
+        self.parallel = len(batteries) // series
+        self.thermal_time_constant_s = thermal_time_constant_s
+        # environment
+        self.load_a = 0.0
+        self.charge_a = 0.0
+        self.charge_voltage = 0.0
+        self.ambient_c = temperature
+        self.load_on = False
+        self.charger_on = False
+        self.cell_offsets: dict[tuple[int, int], float] = {}  # (battery, cell) -> V, 0-based
+
+        # per battery
+        self.temperature = [float(temperature)] * len(batteries)
+        self._heat_capacity = [
+            HEAT_CAPACITY_J_PER_K_PER_WH * b.nominal_voltage * b.capacity_ah for b in batteries
+        ]
+        self._battery_first_cell: list[int] = []
+        # per cell (flat, battery after battery)
+        self._cell_battery: list[int] = []
+        self.capacity: list[float] = []
+        self.charge: list[float] = []  # Ah stored
+        self._r0: list[float] = []
+        self._r1: list[float] = []
+        self._self_discharge: list[float] = []  # Ah per second
+        self.polarisation: list[float] = []  # V across the RC branch
+        self._offset: list[float] = []
+        for index, battery in enumerate(batteries):
+            self._battery_first_cell.append(len(self.capacity))
+            scale = 100.0 / battery.capacity_ah
+            for _ in range(battery.cells):
+                cap = battery.capacity_ah * max(0.5, 1.0 + rng.gauss(0.0, spread.capacity))
+                self._cell_battery.append(index)
+                self.capacity.append(cap)
+                # top-balanced: every cell lacks the same Ah from full, as after a full charge
+                missing = (1.0 - soc / 100.0) * battery.capacity_ah
+                self.charge.append(max(0.0, cap - missing))
+                self._r0.append(R0_CELL_OHM_AT_100AH * scale)
+                self._r1.append(R1_CELL_OHM_AT_100AH * scale)
+                rate = max(0.0, rng.gauss(spread.self_discharge, spread.self_discharge_spread))
+                self._self_discharge.append(cap * rate / SECONDS_PER_MONTH)
+                self.polarisation.append(0.0)
+                self._offset.append(0.0)
+        self._battery_first_cell.append(len(self.capacity))
+        self._battery_r0 = [
+            sum(self._r0[k] for k in self.battery_cells(b)) for b in range(len(batteries))
+        ]
+        cells_per_string = [
+            self._battery_first_cell[(j + 1) * series] - self._battery_first_cell[j * series]
+            for j in range(self.parallel)
+        ]
+        self._string_cells = [
+            range(self._battery_first_cell[j * series], self._battery_first_cell[j * series]
+                  + cells_per_string[j])
+            for j in range(self.parallel)
+        ]
+        self._string_nominal_ah = [batteries[j * series].capacity_ah for j in range(self.parallel)]
+        self._inv_capacity = [100.0 / c for c in self.capacity]
+        self._bleeding = [False] * len(self.capacity)
+        self._r1_now = list(self._r1)  # polarisation resistance at the present SOC
+        self._ocv = [0.0] * len(self.capacity)
+        self._emf = [0.0] * self.parallel  # per string: Σ rest voltage + offset + polarisation
+        self._resistance = [0.0] * self.parallel  # per string: Σ ohmic resistance
+        self._decay_for: tuple[float, float] = (-1.0, 0.0)
+        self.string_current = [0.0] * self.parallel
+        self.bank_current = 0.0
+        self.bus_voltage = 0.0
+        self._refresh()
+
+    # --- queries ------------------------------------------------------------------------------
+    def true_soc(self) -> float:
+        """The bank's real state of charge, %: charge stored over nominal capacity.
+
+        A string's charge is the mean of its cells' (its cells carry the same current); the
+        bank's is the sum over parallel strings.  This is what the BMS's counted SOC should
+        follow; it is not clamped to 100 % so that over-charge shows.
+        """
+        total = 0.0
+        for cells in self._string_cells:
+            total += sum(self.charge[k] for k in cells) / len(cells)
+        return max(0.0, 100.0 * total / sum(self._string_nominal_ah))
+
+    def cell_voltages(self) -> list[float]:
+        """Terminal voltage of every cell now (rest voltage, offset, polarisation, I·R)."""
+        self._solve()
+        out = [0.0] * len(self.capacity)
+        rf = self._resistance_factors()
+        for j, cells in enumerate(self._string_cells):
+            current = self.string_current[j]
+            for k in cells:
+                out[k] = (self._ocv[k] + self._offset[k] + self.polarisation[k]
+                          + current * self._r0[k] * rf[self._cell_battery[k]])
+        return out
+
+    def battery_cells(self, battery: int) -> range:
+        """Indices (in ``cell_voltages()``) of this battery's cells."""
+        return range(self._battery_first_cell[battery], self._battery_first_cell[battery + 1])
+
+    def battery_current(self, battery: int) -> float:
+        """Current through this battery (its string's), A, positive = charging."""
+        return self.string_current[battery // self.series]
+
+    # --- evolution ----------------------------------------------------------------------------
+    def set_cell_offsets(self, offsets: dict[tuple[int, int], float]) -> None:
+        """Faults: add ``volts`` to cell (battery, cell) (0-based) until changed again."""
+        self._offset = [0.0] * len(self.capacity)
+        for (battery, cell), volts in offsets.items():
+            if not (0 <= battery < len(self.batteries)
+                    and 0 <= cell < self.batteries[battery].cells):
+                raise ValueError(f"no cell {cell + 1} in battery {battery + 1}")
+            self._offset[self._battery_first_cell[battery] + cell] = volts
+        self.cell_offsets = dict(offsets)
+        self._refresh()
+
+    def advance(self, seconds: float) -> None:
+        """Integrate the bank over ``seconds`` with the environment in force."""
+        if seconds <= 0.0:
+            return
+        steps = max(1, math.ceil(seconds / MAX_SUBSTEP_S - 1e-9))
+        h = seconds / steps
+        for _ in range(steps):
+            self._substep(h)
+
+    # --- internals ----------------------------------------------------------------------------
+    def _resistance_factors(self) -> list[float]:
+        return [
+            1.0 + COLD_RESISTANCE_PER_DEGREE * max(0.0, REFERENCE_TEMPERATURE_C - t)
+            for t in self.temperature
+        ]
+
+    def _refresh(self) -> None:
+        """Recompute rest voltages and string EMF/resistance from the state (once per step)."""
+        rf = self._resistance_factors()
+        ocv_ = self._ocv
+        charge = self.charge
+        inv = self._inv_capacity
+        offset = self._offset
+        pol = self.polarisation
+        r0 = self._r0
+        r1 = self._r1
+        r1_now = self._r1_now
+        knee = POLARISATION_KNEE_SOC
+        knee_gain = POLARISATION_FULL_GAIN / (100.0 - POLARISATION_KNEE_SOC)
+        cb = self._cell_battery
+        for j, cells in enumerate(self._string_cells):
+            emf = 0.0
+            res = 0.0
+            for k in cells:
+                soc = charge[k] * inv[k]
+                v = ocv(soc)
+                ocv_[k] = v
+                if soc > POLARISATION_KNEE_SOC:
+                    r1_now[k] = r1[k] * (1.0 + knee_gain * (min(soc, 100.0) - knee))
+                else:
+                    r1_now[k] = r1[k]
+                emf += v + offset[k] + pol[k]
+                res += r0[k] * rf[cb[k]]
+            self._emf[j] = emf
+            self._resistance[j] = res
+
+    def _solve(self) -> None:
+        """Bank and string currents and the bus voltage for the present environment."""
+        conductance = 0.0
+        weighted = 0.0
+        for emf, res in zip(self._emf, self._resistance, strict=True):
+            conductance += 1.0 / res
+            weighted += emf / res
+        draw = self.load_a if self.load_on else 0.0
+        if self.charger_on and self.charge_a > 0.0:
+            into_batteries_at_cv = self.charge_voltage * conductance - weighted
+            current = max(-draw, min(self.charge_a - draw, into_batteries_at_cv))
+        else:
+            current = -draw
+        bus = (current + weighted) / conductance
+        self.bank_current = current
+        self.bus_voltage = bus
+        for j in range(self.parallel):
+            self.string_current[j] = (bus - self._emf[j]) / self._resistance[j]
+
+    def _substep(self, h: float) -> None:
+        self._solve()
+        if self._decay_for[0] != h:
+            self._decay_for = (h, math.exp(-h / POLARISATION_TAU_S))
+        decay = self._decay_for[1]
+        charge = self.charge
+        cap = self.capacity
+        pol = self.polarisation
+        r1 = self._r1_now
+        sd = self._self_discharge
+        bleeding = self._bleeding
+        bleed_ah = BALANCE_CURRENT_A * h / SECONDS_PER_HOUR
+        for j, cells in enumerate(self._string_cells):
+            current = self.string_current[j]
+            dq = current * h / SECONDS_PER_HOUR
+            if dq > 0.0:
+                dq *= CHARGE_EFFICIENCY
+            for k in cells:
+                q = charge[k] + dq - sd[k] * h
+                if bleeding[k]:
+                    q -= bleed_ah
+                charge[k] = min(max(q, 0.0), cap[k] * 1.01)
+                target = r1[k] * current
+                pol[k] = target + (pol[k] - target) * decay
+        self._thermal(h)
+        self._refresh()
+        self._update_balancers()
+
+    def _thermal(self, h: float) -> None:
+        tau = self.thermal_time_constant_s
+        rf = self._resistance_factors()
+        for b in range(len(self.batteries)):
+            if tau <= 0.0:
+                self.temperature[b] = self.ambient_c
+                continue
+            current = self.string_current[b // self.series]
+            heat_w = current * current * self._battery_r0[b] * rf[b]
+            t = self.temperature[b]
+            t += h * ((self.ambient_c - t) / tau + heat_w / self._heat_capacity[b])
+            self.temperature[b] = t
+
+    def _update_balancers(self) -> None:
+        """Each battery bleeds its cells that are high and above its lowest cell.
+
+        Decided on the rest voltages, without the ``cell_offset`` faults: a faulty reading must
+        not drain a healthy cell.
+        """
+        ocv_ = self._ocv
+        for b in range(len(self.batteries)):
+            cells = self.battery_cells(b)
+            rest = [ocv_[k] for k in cells]
+            lowest = min(rest)
+            for k, v in zip(cells, rest, strict=True):
+                self._bleeding[k] = v > BALANCE_START_V and v > lowest + BALANCE_DELTA_V
