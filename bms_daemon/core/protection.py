@@ -1,0 +1,262 @@
+"""The protection rules of SPEC §4: which output floats, why, and which code is shown.
+
+Every rule trips at one threshold and clears at another (hysteresis), so an output does not
+chatter around a limit.  Cell thresholds belong to the battery model (values of the
+predecessor Lithium Battery Smart; research/ng-manuals.md B22-B27), not to the user settings.
+
+The pre-alarm promise of the manual [2.2]: PRE-ALARM is high at least ``PREALARM_LEAD_S``
+before LOAD floats for a cell under-voltage.  A cell that falls under 2.80 V with no pre-alarm
+raises it at once and LOAD waits 30 s; below 2.60 V (ours) the cell is in danger and LOAD
+floats at once.  Remote off and Mode off release the pre-alarm, which restarts its 30 s (the
+safe direction after a restart too: the timer is not persisted).
+
+State lives in ``Protection``; ``evaluate`` is called once per control step with the latest
+measurements (None when there is no fresh battery data) and returns a ``Verdict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bms_daemon.core.types import Code, Outputs, Reason
+
+# Cell voltage rules (V per cell).
+CELL_PREALARM_V = 3.10  # W-B01 and PRE-ALARM when the lowest cell is under this
+CELL_UV_V = 2.80  # A-B01, LOAD floats (after the pre-alarm lead)
+CELL_UV_IMMEDIATE_V = 2.60  # (ours) A-B01 at once, no lead
+CELL_UV_RELEASE_V = 3.20  # pre-alarm and under-voltage clear when every cell is at least this
+PREALARM_LEAD_S = 30.0  # PRE-ALARM high at least this long before LOAD floats for cell UV
+CELL_OV_V = 3.75  # CHARGER floats when the highest cell is over this (no code)
+CELL_OV_RELEASE_V = 3.60  # ... until every cell is under this
+# Pack voltage rule (A-B08), per cell in series (ours: the NG end-of-discharge 2.8 V/cell).
+LOW_PACK_PER_CELL_V = 2.80
+LOW_PACK_RELEASE_PER_CELL_V = 3.20
+# Temperature rules (°C).
+COLD_C = 5.0  # CHARGER floats under this (no code)
+COLD_RELEASE_C = 6.0  # (ours)
+HOT_C = 50.0  # (ours) A-B09, CHARGER floats over this
+HOT_RELEASE_C = 45.0  # (ours)
+# SOC rules: the low-SOC warning (W-B07) and the discharge floor (A-B07) clear this much higher.
+SOC_RELEASE_MARGIN = 3.0  # % (ours)
+# Battery communication (ours): no fresh data this long -> W-B05, then A-B05 (both outputs float).
+COMMS_WARNING_S = 5.0
+COMMS_ALARM_S = 20.0
+
+_ERROR_REASONS = {
+    Code.E_B11: Reason.HARDWARE,
+    Code.E_B01: Reason.CONFIGURATION,
+    Code.E_B05: Reason.CONFIGURATION,
+    Code.E_B09: Reason.VOLTAGE_NOT_ALLOWED,
+}
+_ERROR_ORDER = (Code.E_B11, Code.E_B01, Code.E_B05, Code.E_B09)
+_OUTPUTS = {
+    (load, charger, pre): Outputs(load, charger, pre)
+    for load in (False, True)
+    for charger in (False, True)
+    for pre in (False, True)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Measurements:
+    """The figures the rules look at, extracted once per step from the readings."""
+
+    min_cell: float
+    max_cell: float
+    bank_voltage: float
+    min_temperature: float
+    max_temperature: float
+    cells_in_series: int  # 0 when the topology is invalid (the pack rule then waits)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Outputs, reasons and codes of one step."""
+
+    outputs: Outputs
+    charge_reason: Reason | None
+    discharge_reason: Reason | None
+    warnings: tuple[Code, ...]
+    alarms: tuple[Code, ...]
+
+
+def _release_level(level: float) -> float:
+    """Where a SOC rule clears: 3 % above its level, but reachable (at most 100 %)."""
+    return min(level + SOC_RELEASE_MARGIN, 100.0)
+
+
+@dataclass(slots=True)
+class Protection:
+    """Latched rule states; only timers and latches, nothing persisted (see module doc)."""
+
+    cell_prealarm: bool = False
+    cell_uv: bool = False
+    low_pack: bool = False
+    cell_ov: bool = False
+    cold: bool = False
+    hot: bool = False
+    low_soc: bool = False
+    floor: bool = False
+    prealarm_since: float | None = None  # when PRE-ALARM last went high (None = floating)
+    uv_pending: bool = False  # a cell is under 2.80 V and LOAD waits for the pre-alarm lead
+
+    def evaluate(
+        self,
+        *,
+        now: float,
+        m: Measurements | None,
+        data_age: float,
+        soc: float | None,
+        low_soc_warning: float,
+        discharge_floor: float,
+        remote: bool,
+        mode: bool,
+        errors: tuple[Code, ...],
+        started: bool,
+    ) -> Verdict:
+        """Apply every rule once.
+
+        ``m`` None = no fresh battery data this step: the cell, pack and temperature latches keep
+        their last state.  ``data_age`` = seconds since the last fresh data.  ``started`` False =
+        no battery data was ever received: both outputs float with the reason STARTING.
+        """
+        if m is not None:
+            self._battery_rules(m)
+        self._soc_rules(soc, low_soc_warning, discharge_floor)
+
+        active = remote and mode
+        prealarm = active and (self.cell_prealarm or self.low_soc or self.uv_pending)
+        if prealarm:
+            if self.prealarm_since is None:
+                self.prealarm_since = now
+        else:
+            self.prealarm_since = None
+        if (
+            self.uv_pending
+            and not self.cell_uv
+            and self.prealarm_since is not None
+            and now - self.prealarm_since >= PREALARM_LEAD_S
+        ):
+            self.cell_uv = True
+
+        comms_alarm = data_age >= COMMS_ALARM_S
+        discharge_reason = self._discharge_reason(errors, comms_alarm, started, remote, mode)
+        charge_reason = self._charge_reason(errors, comms_alarm, started, remote, mode)
+        load = discharge_reason is None
+        if load and prealarm:
+            discharge_reason = Reason.CELL_PRE_ALARM if self.cell_prealarm else Reason.LOW_SOC
+
+        warnings: list[Code] = []
+        if self.cell_prealarm and not self.cell_uv:
+            warnings.append(Code.W_B01)
+        if COMMS_WARNING_S <= data_age < COMMS_ALARM_S:
+            warnings.append(Code.W_B05)
+        if self.low_soc and not self.floor:
+            warnings.append(Code.W_B07)
+        alarms: list[Code] = []
+        if self.cell_uv:
+            alarms.append(Code.A_B01)
+        if comms_alarm:
+            alarms.append(Code.A_B05)
+        if self.floor:
+            alarms.append(Code.A_B07)
+        if self.low_pack:
+            alarms.append(Code.A_B08)
+        if self.hot:
+            alarms.append(Code.A_B09)
+        return Verdict(
+            _OUTPUTS[(load, charge_reason is None, prealarm)],
+            charge_reason,
+            discharge_reason,
+            tuple(warnings),
+            tuple(alarms),
+        )
+
+    # --- the rules -----------------------------------------------------------------------------
+    def _battery_rules(self, m: Measurements) -> None:
+        min_cell = m.min_cell
+        if min_cell >= CELL_UV_RELEASE_V:
+            self.cell_prealarm = self.cell_uv = False
+        elif min_cell < CELL_PREALARM_V:
+            self.cell_prealarm = True
+        self.uv_pending = min_cell < CELL_UV_V
+        if min_cell < CELL_UV_IMMEDIATE_V:
+            self.cell_uv = True
+        if m.cells_in_series:
+            if m.bank_voltage < LOW_PACK_PER_CELL_V * m.cells_in_series:
+                self.low_pack = True
+            elif m.bank_voltage >= LOW_PACK_RELEASE_PER_CELL_V * m.cells_in_series:
+                self.low_pack = False
+        if m.max_cell > CELL_OV_V:
+            self.cell_ov = True
+        elif m.max_cell < CELL_OV_RELEASE_V:
+            self.cell_ov = False
+        if m.min_temperature < COLD_C:
+            self.cold = True
+        elif m.min_temperature >= COLD_RELEASE_C:
+            self.cold = False
+        if m.max_temperature > HOT_C:
+            self.hot = True
+        elif m.max_temperature <= HOT_RELEASE_C:
+            self.hot = False
+
+    def _soc_rules(self, soc: float | None, warning: float, floor: float) -> None:
+        """Neither SOC rule acts on an unknown SOC, and a level of 0 disables its rule."""
+        if soc is None or warning <= 0.0:
+            self.low_soc = False
+        elif soc <= warning:
+            self.low_soc = True
+        elif soc >= _release_level(warning):
+            self.low_soc = False
+        if soc is None or floor <= 0.0:
+            self.floor = False
+        elif soc <= floor:
+            self.floor = True
+        elif soc >= _release_level(floor):
+            self.floor = False
+
+    def _common_reason(
+        self, errors: tuple[Code, ...], comms_alarm: bool, started: bool, remote: bool, mode: bool
+    ) -> Reason | None:
+        """Reasons that float both outputs, most fundamental first."""
+        if errors:
+            for code in _ERROR_ORDER:
+                if code in errors:
+                    return _ERROR_REASONS[code]
+        if comms_alarm:
+            return Reason.COMMS_LOST
+        if not started:
+            return Reason.STARTING
+        if not remote:
+            return Reason.REMOTE_OFF
+        if not mode:
+            return Reason.MODE_OFF
+        return None
+
+    def _discharge_reason(
+        self, errors: tuple[Code, ...], comms_alarm: bool, started: bool, remote: bool, mode: bool
+    ) -> Reason | None:
+        reason = self._common_reason(errors, comms_alarm, started, remote, mode)
+        if reason is not None:
+            return reason
+        if self.cell_uv:
+            return Reason.CELL_UNDER_VOLTAGE
+        if self.low_pack:
+            return Reason.LOW_PACK_VOLTAGE
+        if self.floor:
+            return Reason.DISCHARGE_FLOOR
+        return None
+
+    def _charge_reason(
+        self, errors: tuple[Code, ...], comms_alarm: bool, started: bool, remote: bool, mode: bool
+    ) -> Reason | None:
+        reason = self._common_reason(errors, comms_alarm, started, remote, mode)
+        if reason is not None:
+            return reason
+        if self.cell_ov:
+            return Reason.CELL_OVER_VOLTAGE
+        if self.cold:
+            return Reason.COLD
+        if self.hot:
+            return Reason.HOT
+        return None
