@@ -1,0 +1,9 @@
+# Probe case (sourced by guest/guest.sh): bless + bleak smoke test of the guests' real BlueZ,
+# the 31-byte advertisement budget with the instant-readout layout, and gpio-sim.
+periph_main() {
+  "$PY" "$G/guest/probe_gpio.py" || true
+  timeout 300 "$PY" "$G/guest/probe_periph.py"
+}
+central_main() {
+  timeout 300 "$PY" "$G/guest/probe_central.py"
+}

@@ -1,0 +1,78 @@
+#!/bin/bash
+# Runs inside a guest (chrooted by init.sh), as ROLE = periph | central.
+#
+# Brings up the guest's Bluetooth (system D-Bus, controller, bluetoothd), then runs each case
+# of CASES in order: tests/e2e/cases/<case>.sh defines `periph_main` and `central_main`.
+# The two guests meet through flag files in the shared run directory ($WORK/flags): they have
+# no network, and the run directory is the only thing they share.
+set -u
+G=$REPO/tests/e2e
+OUT=$WORK/out/$ROLE
+PY=$VENV/bin/python
+export PATH=$VENV/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export E2E_WORK=$WORK E2E_ROLE=$ROLE
+mkdir -p "$OUT"
+up() { cut -d' ' -f1 /proc/uptime; }
+log() { echo "[$ROLE] t=$(up) $*"; }
+signal() { touch "$WORK/flags/$1"; }
+# await FLAG SECONDS: poll for the other guest's flag (the guests share no clock or socket).
+await() {
+  local i n=$(( ${2:-120} * 10 ))
+  for ((i = 0; i < n; i++)); do [ -e "$WORK/flags/$1" ] && return 0; sleep 0.1; done
+  log "timed out after ${2:-120}s waiting for $1"; return 1
+}
+wait_for() {  # SECONDS COMMAND...: poll a condition
+  local i n=$(( $1 * 10 )); shift
+  for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+
+BLUETOOTHD_PID=
+start_bluetoothd() {
+  /usr/libexec/bluetooth/bluetoothd -n -d >> "$OUT/bluetoothd.log" 2>&1 &
+  BLUETOOTHD_PID=$!
+  wait_for 30 sh -c 'bluetoothctl list | grep -q Controller'
+}
+stop_bluetoothd() {  # the way a crash looks to its clients: SIGKILL
+  kill -KILL "$BLUETOOTHD_PID" 2>/dev/null
+  wait "$BLUETOOTHD_PID" 2>/dev/null
+}
+
+log "userland up, cases: $CASES"
+dbus-daemon --system --fork || log "dbus-daemon failed"
+case $ROLE in
+  periph)
+    # One LE-only 4.2 controller (hci0 here) plus, in the same emulator, an H4 server socket
+    # whose second controller becomes the central's hci0 through the relay and the host.
+    (cd /tmp && exec btvirt -L -l1 -s > "$OUT/btvirt.log" 2>&1) &
+    wait_for 10 test -S /tmp/bt-server-le || log "btvirt server socket missing"
+    $PY "$G/guest/relay.py" /dev/ttyS1 /tmp/bt-server-le "$WORK/flags/relay.ready" \
+      > "$OUT/relay.log" 2>&1 &
+    ;;
+  central)
+    await relay.ready 240 || exit 1
+    btattach -B /dev/ttyS1 -P h4 > "$OUT/btattach.log" 2>&1 &
+    ;;
+esac
+wait_for 30 test -e /sys/class/bluetooth/hci0 || log "no hci0"
+btmon -w "$OUT/btmon.snoop" > /dev/null 2>&1 & MON=$!
+start_bluetoothd || log "bluetoothd did not register a controller"
+log "controller: $(bluetoothctl list | tr '\n' ' ')"
+
+for c in ${CASES//,/ }; do
+  if [ ! -f "$G/cases/$c.sh" ]; then log "unknown case $c"; continue; fi
+  unset -f periph_main central_main
+  # shellcheck source=/dev/null
+  . "$G/cases/$c.sh"
+  log "case $c: start"
+  "${ROLE}_main" > "$OUT/$c.log" 2>&1
+  log "case $c: exit $?"
+  signal "$c.$ROLE.end"
+  other=periph; [ "$ROLE" = periph ] && other=central
+  await "$c.$other.end" 300
+done
+
+log "mem used/total MiB: $(free -m | awk '/Mem:/{print $3"/"$2}')"
+kill "$MON" 2>/dev/null
+wait "$MON" 2>/dev/null
+sync

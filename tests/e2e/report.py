@@ -1,0 +1,43 @@
+"""The e2e verdict: reads the guests' result files and prints one line per check.
+
+Exit 0 only when every case of the run left results from both guests and every check passed;
+a case with no results means a guest died or timed out (its logs are kept by run.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROLES = ("periph", "central")  # each must leave results for every case
+
+
+def main(run: Path, cases: list[str]) -> int:
+    failed = 0
+    for case in cases:
+        print(f"case {case}:")
+        for role in ROLES:
+            if not (run / "results" / f"{case}.{role}.json").exists():
+                print(f"  FAIL [{role}] no results: the guest did not get to this case")
+                failed += 1
+        for path in sorted((run / "results").glob(f"{case}.*.json")):
+            data = json.loads(path.read_text())
+            role = data["role"]
+            for check in data["checks"]:
+                mark = "ok  " if check["ok"] else "FAIL"
+                failed += 0 if check["ok"] else 1
+                print(f"  {mark} [{role}] {check['name']}: {check['detail']}")
+            for item in data["not_covered"]:
+                print(f"  n/c  [{role}] {item['name']}: not yet covered ({item['why']})")
+            for name, value in data["facts"].items():
+                print(f"  fact [{role}] {name} = {value}")
+            if not data["checks"] and not data["not_covered"]:
+                print(f"  FAIL [{role}] no check ran")
+                failed += 1
+    print(f"{failed} failed check(s)" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), [c for c in sys.argv[2].split(",") if c]))
