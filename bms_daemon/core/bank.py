@@ -7,9 +7,10 @@ error (E-B01 / E-B05, both outputs float); a bank voltage outside 9-60 V is E-B0
 
 Which configuration problem gets which of the two codes is our choice (ours; the manual gives
 both the same text): **E-B01** when the batteries themselves do not belong together or are
-too many (unknown or mixed models, more than 50 / 25 batteries, no battery at all); **E-B05**
-when the wiring does not make a valid bank (incomplete strings, a series count that does not
-give 12, 24 or 48 V, a battery reporting the wrong number of cells).
+too many (unknown or mixed models, more than 50 batteries in a 12/24 V bank or 25 in a 48 V
+bank, no battery at all); **E-B05** when the wiring does not make a valid bank (incomplete
+strings, a series count that does not give 12, 24 or 48 V, a battery reporting the wrong number
+of cells).
 """
 
 from __future__ import annotations
@@ -110,13 +111,6 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
     model = MODELS.get(first)
     if model is None:
         return _invalid(Code.E_B01, f"unknown battery model {first!r}", count)
-    limit = MAX_BATTERIES_48V if model.nominal_voltage >= SYSTEM_48V_NOMINAL else (
-        MAX_BATTERIES_12_24V
-    )
-    if count > limit:
-        return _invalid(
-            Code.E_B01, f"{count} batteries; at most {limit} {model.name} per BMS", count
-        )
     if any(len(b.cell_voltages) != model.cells for b in batteries):
         return _invalid(
             Code.E_B05, f"a battery does not report {model.cells} cells like a {model.name}", count
@@ -130,6 +124,14 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
             Code.E_B05,
             f"{series} x {model.nominal_voltage:g} V in series = {system:g} V is not a 12, 24 "
             "or 48 V system",
+            count,
+            series,
+        )
+    limit = MAX_BATTERIES_48V if system >= SYSTEM_48V_NOMINAL - 0.05 else MAX_BATTERIES_12_24V
+    if count > limit:
+        return _invalid(
+            Code.E_B01,
+            f"{count} batteries; a {system:g} V bank takes at most {limit} batteries",
             count,
             series,
         )
