@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("check-config", "bms_daemon.config", "validate a configuration file and print the result"),
     ("key", "bms_daemon.keycmd", "print the instant-readout key (hex) from the state directory"),
     ("virtual-bus", "gatt.virtual.cli", "start a private D-Bus with a virtual BlueZ"),
+    ("float-outputs", "bms_daemon.floatcmd", "release every output of a stopped daemon"),
 )
 
 

@@ -358,8 +358,13 @@ def check_source(config: Config) -> str | None:
     try:
         create_source(config.source)
     except (ValueError, TypeError, KeyError) as exc:
-        return f"{config.origin}: [source] {exc}"
+        return f"{config.origin}: {source_message(str(exc))}"
     return None
+
+
+def source_message(message: str) -> str:
+    """Name the [source] table once, whether or not the source's message already does."""
+    return message if message.startswith("[source]") else f"[source] {message}"
 
 
 # --- `smallbms check-config` ------------------------------------------------------------------

@@ -1,0 +1,463 @@
+"""``smallbms run``: the daemon that composes the core with its edges and keeps it running.
+
+Tasks, all in one asyncio loop:
+
+* the **control loop** (``rate_hz``, 2 Hz by default): read the battery source, let the core
+  decide, drive the GPIO outputs, tell a simulated bank what its terminals do, notify listeners,
+  log what changed, ping the systemd watchdog.  It is the only task the watchdog depends on, so
+  a stalled loop gets the process killed and the outputs released.
+* the **LED task**: blinks the optional LEDs between ticks.
+* **persistence**: saves run in a worker thread started by the loop (never awaited by it).
+* **BLE** (optional): ``gatt.service.BleService`` on the real BlueZ, or on a virtual BlueZ when
+  none is on the system bus.  Any BLE failure is logged and retried; it never touches the loop.
+
+Start-up floats every output first, and the first outputs asserted are the core's first verdict;
+READY=1 goes to systemd once that verdict is on the pins.  SIGTERM/SIGINT float the outputs
+*first*, then save the state and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from bms_daemon import systemd
+from bms_daemon.ble_host import BleUnavailableError, ble_environment
+from bms_daemon.config import (
+    EXIT_BAD_CONFIG,
+    Config,
+    ConfigError,
+    source_factory,
+    source_message,
+    summary,
+)
+from bms_daemon.config import load as load_config
+from bms_daemon.controller import BmsCore, Controller
+from bms_daemon.core.settings import SettingError
+from bms_daemon.core.types import Inputs, Outputs, Readings, Status
+from bms_daemon.gpio import GpioError, GpioPort, open_port
+from bms_daemon.gpio.driver import OutputDriver, next_blink_edge
+from bms_daemon.persistence import STATE_NAME, Persister
+from bms_daemon.store import FileStore, Store
+
+log = structlog.get_logger("smallbms.daemon")
+
+EXIT_FAILURE = 1
+STATUS_LOG_INTERVAL_S = 600.0  # one "canonical" status line every 10 min (ours)
+BLE_RETRY_FIRST_S = 2.0  # BLE restarts after a failure: 2 s, doubling ...
+BLE_RETRY_MAX_S = 60.0  # ... up to once a minute
+BLE_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for the BLE side to let go
+SOURCE_ERROR = "source_failed"
+
+
+class Source(Protocol):
+    """bms_daemon.sources.base.BatterySource."""
+
+    def read(self, now: float) -> Readings | None: ...
+
+    def apply_outputs(self, outputs: Outputs) -> None: ...
+
+
+@dataclass(slots=True)
+class _Seen:
+    """The last values logged, so only changes are logged."""
+
+    outputs: Outputs | None = None
+    codes: frozenset[str] = frozenset()
+    synchronised: bool | None = None
+    mode: bool | None = None
+    remote: bool | None = None
+    notify_status: str = ""
+    status_logged_at: float | None = None
+
+
+class Daemon:
+    """The running BMS.  Build it with ``build`` (from a config) or by hand in tests."""
+
+    def __init__(
+        self,
+        *,
+        bms: BmsCore,
+        source: Source,
+        driver: OutputDriver,
+        store: Store,
+        rate_hz: float = 2.0,
+        save_interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        ble: Callable[[Controller], AsyncIterator[None]] | None = None,
+    ) -> None:
+        self.source = source
+        self.driver = driver
+        self.store = store
+        self.period = 1.0 / rate_hz
+        self.clock = clock
+        self.persister = Persister(store, bms.snapshot, interval_s=save_interval_s)
+        self.controller = Controller(bms, clock, on_change=self.persister.request)
+        self.ble_runner = ble
+        self.ble_service: Any = None  # set by the BLE runner: has .advertising / .connected
+        self.ready = asyncio.Event()
+        self.ticks = 0
+        self._seen = _Seen()
+        self._leds_changed = asyncio.Event()
+        self._source_failing = False
+        self._watchdog = systemd.watchdog_interval()
+        self._last_ping: float | None = None
+
+    # --- one tick -----------------------------------------------------------------------------
+    def tick(self) -> Status:
+        """Read, decide, act: one pass of the control loop (synchronous, quick)."""
+        now = self.clock()
+        readings = self._read(now)
+        remote = self.driver.read_remote()
+        service = self.ble_service
+        inputs = Inputs(
+            remote=remote,
+            hardware_ok=self.driver.hardware_ok,
+            ble_advertising=bool(getattr(service, "advertising", False)),
+            ble_connected=bool(getattr(service, "connected", False)),
+        )
+        status = self.controller.step(readings, inputs, now)
+        before_leds = self.driver.leds
+        driven = self.driver.apply(status.outputs, status.leds, now)
+        if self.driver.leds != before_leds:
+            self._leds_changed.set()
+        try:
+            self.source.apply_outputs(driven)
+        except Exception:  # a simulator bug must not stop protection
+            log.exception("source_apply_outputs_failed")
+        self._report(status, driven, now)
+        self.persister.tick(now)
+        self.ticks += 1
+        return status
+
+    def _read(self, now: float) -> Readings | None:
+        try:
+            readings = self.source.read(now)
+        except Exception as exc:  # no data is what the core handles (W-B05, then A-B05)
+            if not self._source_failing:
+                log.error(SOURCE_ERROR, error=f"{type(exc).__name__}: {exc}")  # noqa: TRY400
+            self._source_failing = True
+            return None
+        if self._source_failing:
+            log.info("source_recovered")
+        self._source_failing = False
+        return readings
+
+    def _report(self, status: Status, driven: Outputs, now: float) -> None:
+        seen = self._seen
+        if driven != seen.outputs:
+            log.info(
+                "outputs",
+                load=_level(driven.load),
+                charger=_level(driven.charger),
+                prealarm=_level(driven.prealarm),
+                discharge_reason=_text(status.discharge_reason),
+                charge_reason=_text(status.charge_reason),
+            )
+            seen.outputs = driven
+        codes = frozenset(str(code) for code in status.codes)
+        for code in sorted(codes - seen.codes):
+            method = log.warning if code.startswith("W") else log.error
+            method("code_raised", code=code)
+        for code in sorted(seen.codes - codes):
+            log.info("code_cleared", code=code)
+        seen.codes = codes
+        if status.soc_synchronised != seen.synchronised:
+            if seen.synchronised is not None or status.soc_synchronised:
+                log.info("soc_state", synchronised=status.soc_synchronised, soc=_soc(status.soc))
+            seen.synchronised = status.soc_synchronised
+        if status.mode != seen.mode:
+            log.info("mode", mode="on" if status.mode else "off")
+            seen.mode = status.mode
+        if status.remote != seen.remote:
+            log.info("remote", remote="on" if status.remote else "off")
+            seen.remote = status.remote
+        if seen.status_logged_at is None or now - seen.status_logged_at >= STATUS_LOG_INTERVAL_S:
+            log.info("status", soc=_soc(status.soc), voltage=status.voltage,
+                     current=status.current, ttg_min=status.ttg_min)
+            seen.status_logged_at = now
+
+        text = status_line(status, driven)
+        if text != seen.notify_status:
+            systemd.notify(f"STATUS={text}")
+            seen.notify_status = text
+        if not self.ready.is_set():
+            systemd.notify("READY=1", f"STATUS={text}")
+            log.info("ready", first_verdict=text)
+            self.ready.set()
+        if self._watchdog is not None and (
+            self._last_ping is None or now - self._last_ping >= self._watchdog
+        ):
+            systemd.notify("WATCHDOG=1")
+            self._last_ping = now
+
+    # --- tasks --------------------------------------------------------------------------------
+    async def _control_loop(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while not stop.is_set():
+            self.tick()
+            deadline += self.period
+            delay = deadline - loop.time()
+            if delay < 0:  # overran (slow disk? no: saves are threaded): don't burst to catch up
+                deadline = loop.time()
+                delay = 0.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def _led_loop(self) -> None:
+        while True:
+            self._leds_changed.clear()
+            timeout = next_blink_edge(self.clock()) if self.driver.blinking else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leds_changed.wait(), timeout=timeout)
+            if self.driver.blinking:
+                self.driver.blink(self.clock())
+
+    async def _ble_loop(self) -> None:
+        if self.ble_runner is None:
+            return
+        delay = BLE_RETRY_FIRST_S
+        while True:
+            try:
+                async for _ in self.ble_runner(self.controller):
+                    delay = BLE_RETRY_FIRST_S  # it came up: a later failure retries quickly
+                log.warning("ble_stopped", retry_in_s=delay)
+            except asyncio.CancelledError:
+                raise
+            except BleUnavailableError as exc:
+                log.error("ble_unavailable", problem=str(exc),  # noqa: TRY400
+                          action="running without Bluetooth; protection is not affected")
+                return
+            except Exception as exc:
+                log.exception("ble_failed", error=f"{type(exc).__name__}: {exc}",
+                              retry_in_s=delay)
+            finally:
+                self.ble_service = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BLE_RETRY_MAX_S)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; outputs float and state is saved on the way out."""
+        self.driver.float_all()
+        control = asyncio.create_task(self._control_loop(stop), name="control")
+        leds = asyncio.create_task(self._led_loop(), name="leds")
+        ble = asyncio.create_task(self._ble_loop(), name="ble")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            await asyncio.wait({control, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            systemd.notify("STOPPING=1")
+            self.driver.float_all()  # first: the battery's safety does not wait for the disk
+            log.info("stopping", outputs="floating")
+            stop.set()
+            for task in (control, leds, stopping):
+                task.cancel()
+            await asyncio.gather(control, leds, stopping, return_exceptions=True)
+            await self._save_on_exit()
+            ble.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait({ble}, timeout=BLE_STOP_TIMEOUT_S)
+            if self.driver.port is not None:
+                self.driver.port.close()
+        if control.done() and not control.cancelled() and control.exception() is not None:
+            raise control.exception()  # type: ignore[misc]
+
+    async def _save_on_exit(self) -> None:
+        try:
+            await self.persister.flush()
+        except Exception:
+            log.exception("state_save_failed_on_exit")
+        else:
+            log.info("state_saved", saves=self.persister.saves)
+
+
+def _level(active: bool) -> str:
+    return "high" if active else "floating"
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _soc(soc: float | None) -> str:
+    return "unknown" if soc is None else f"{soc:.1f}%"
+
+
+def status_line(status: Status, driven: Outputs) -> str:
+    """The one line shown by ``systemctl status smallbms``."""
+    soc = "unknown" if status.soc is None else f"{status.soc:.0f}%"
+    parts = [
+        f"SOC {soc}",
+        f"load {'on' if driven.load else 'off'}",
+        f"charger {'on' if driven.charger else 'off'}",
+    ]
+    if driven.prealarm:
+        parts.append("pre-alarm")
+    if status.codes:
+        parts.append(" ".join(str(code) for code in status.codes))
+    return ", ".join(parts)
+
+
+# --- building from a configuration -------------------------------------------------------------
+def load_bms(config: Config, store: FileStore) -> tuple[BmsCore, dict[str, Any] | None]:
+    """The core, restored from the state directory when its snapshot is usable.
+
+    A missing or corrupt snapshot starts a fresh core from the seed settings (SOC unknown); a
+    corrupt one is kept aside by the store and logged.  ``[settings]`` seeds apply only then.
+    """
+    from bms_daemon.core.bms import Bms  # noqa: PLC0415 (the core; imported when running)
+
+    saved = store.load(STATE_NAME)
+    if saved is not None:
+        try:
+            bms = Bms(saved=saved)
+        except (ValueError, TypeError, KeyError, SettingError) as exc:
+            store.set_aside(STATE_NAME, f"not a usable BMS snapshot ({exc})")
+        else:
+            log.info("state_restored", file=str(store.path(STATE_NAME)))
+            return bms, saved
+    seeds = config.seed_settings()
+    log.info("state_fresh", soc="unknown", settings_seeded=sorted(config.settings))
+    return Bms(settings=seeds), None
+
+
+def open_gpio(config: Config, state_directory: Path) -> OutputDriver:
+    """The GPIO driver; lines that cannot be had give a driver in fault (E-B11), not a crash."""
+    port: GpioPort | None
+    try:
+        port = open_port(config.gpio, state_directory)
+    except GpioError as exc:
+        log.error("hardware_error", code="E-B11", problem=str(exc),  # noqa: TRY400
+                  action="all outputs floating until restart")
+        return OutputDriver(None, str(exc))
+    return OutputDriver(port)
+
+
+def build(config: Config, state_directory: Path) -> Daemon:
+    """Wire everything from a validated config (raises ConfigError for a bad [source])."""
+    factory = source_factory()
+    if factory is None:
+        raise ConfigError("no battery source available (bms_daemon.sources.create_source)")
+    try:
+        source = factory(config.source)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{config.origin}: {source_message(str(exc))}") from None
+    store = FileStore(state_directory)
+    leftovers = store.remove_temporaries()
+    if leftovers:
+        log.info("removed_interrupted_saves", files=leftovers)
+    bms, saved = load_bms(config, store)
+    driver = open_gpio(config, state_directory)
+    daemon = Daemon(
+        bms=bms,
+        source=source,
+        driver=driver,
+        store=store,
+        rate_hz=config.bms.rate_hz,
+        save_interval_s=config.bms.save_interval_s,
+    )
+    daemon.persister.mark_saved(saved)
+    if config.ble.enabled:
+        daemon.ble_runner = _ble_runner(config, store, daemon)
+    return daemon
+
+
+def _ble_runner(
+    config: Config, store: Store, daemon: Daemon
+) -> Callable[[Controller], AsyncIterator[None]]:
+    async def run(controller: Controller) -> AsyncIterator[None]:
+        try:
+            service_module = importlib.import_module("gatt.service")  # "ble-server"; lazy: bless
+        except ImportError as exc:
+            raise BleUnavailableError(f"gatt.service is not available: {exc}") from exc
+        async with ble_environment(config.ble):
+            service = service_module.BleService(device=controller, config=config.ble, store=store)
+            daemon.ble_service = service
+            yield None
+            await service.run()
+
+    return run
+
+
+# --- `smallbms run` ----------------------------------------------------------------------------
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``smallbms run``."""
+    parser.description = (
+        "Run the BMS: read the battery source, drive the LOAD, CHARGER and PRE-ALARM outputs, "
+        "serve Bluetooth, keep SOC and history in the state directory. Stops cleanly (outputs "
+        "floating, state saved) on SIGTERM or Ctrl-C."
+    )
+    parser.add_argument("-c", "--config", type=Path, metavar="FILE",
+                        help="TOML configuration file (default: the embedded defaults; "
+                             "see `smallbms check-config`)")
+    parser.add_argument("--state-directory", type=Path, metavar="DIR",
+                        help="override [bms] state_directory")
+    parser.add_argument("--no-ble", action="store_true",
+                        help="do not start Bluetooth (same as [ble] enabled = false)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``smallbms run``; returns 0 after a clean stop, 2 for a bad configuration."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from bms_daemon import logging as smallbms_logging  # noqa: PLC0415
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"smallbms: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if args.state_directory is not None:
+        config = replace(config, bms=replace(config.bms, state_directory=str(args.state_directory)))
+    if args.no_ble:
+        config = replace(config, ble=replace(config.ble, enabled=False))
+    smallbms_logging.configure(config.logging.level, config.logging.format)
+    state_directory = config.state_directory()
+    try:
+        state_directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.access(state_directory, os.W_OK):
+            raise PermissionError(f"{state_directory} is not writable")
+    except OSError as exc:
+        print(f"smallbms: error: state directory {state_directory}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    log.info("starting", config=config.origin, pid=os.getpid())
+    for line in summary(config).splitlines():
+        log.info("config", detail=line.strip())
+    try:
+        daemon = build(config, state_directory)
+    except ConfigError as exc:
+        print(f"smallbms: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    try:
+        asyncio.run(_run_until_signal(daemon))
+    except Exception:
+        log.exception("daemon_failed", action="outputs floating; exiting")
+        return EXIT_FAILURE
+    log.info("stopped")
+    return 0
+
+
+async def _run_until_signal(daemon: Daemon) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, stop, signum)
+    await daemon.run(stop)
+
+
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    log.info("signal", signal=signal.Signals(signum).name)
+    stop.set()
