@@ -1,0 +1,81 @@
+"""``smallbms key``: print the instant-readout key, locally, for a phone or Home Assistant.
+
+Readers of the encrypted instant readout (VictronConnect, Home Assistant's Victron BLE
+integration, ESPHome, Venus OS) need the device's 16-byte key as 32 hex digits.  The key never
+leaves the machine otherwise: it is not logged and not readable over Bluetooth, so printing it
+here, to whoever can read the state directory, is the way to hand it over.  The command only
+reads: the daemon makes the key on its first start and rotates it when the PIN changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_NO_KEY = 1
+EXIT_BAD_CONFIG = 2
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``smallbms key``."""
+    parser.description = (
+        "Print the instant-readout key (32 hex digits) that Home Assistant, VictronConnect, "
+        "ESPHome or Venus OS need to decode this BMS's advertisements. The daemon creates the "
+        "key on its first start and replaces it when the PIN changes; run this command again "
+        "after changing the PIN."
+    )
+    parser.epilog = (
+        "The key is read from the state directory of the daemon (the file readout.json). "
+        "Give the same --config as the daemon, or --state-dir, e.g. "
+        "`sudo smallbms key --state-dir /var/lib/smallbms` for a systemd service."
+    )
+    parser.add_argument("-c", "--config", type=Path, metavar="FILE",
+                        help="the daemon's TOML configuration (default: the embedded defaults)")
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="the daemon's state directory (overrides the configuration)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``smallbms key``; the key alone goes to stdout so it can be piped."""
+    from bms_daemon.store import FileStore  # noqa: PLC0415  (keep `smallbms --help` light)
+    from gatt.readout_keys import DOCUMENT, read_key  # noqa: PLC0415
+
+    directory = _state_directory(args)
+    if directory is None:
+        return EXIT_BAD_CONFIG
+    store = FileStore(directory)
+    path = store.path(DOCUMENT)
+    if path.exists() and not os.access(path, os.R_OK):
+        _error(f"{path}: permission denied; the key is readable by the daemon's user only "
+               "(try sudo)")
+        return EXIT_NO_KEY
+    if not path.exists():
+        _error(f"no instant-readout key in {directory}: the daemon creates it on its first "
+               "start. If the daemon runs elsewhere (e.g. as a systemd service), give its "
+               "--config or --state-dir.")
+        return EXIT_NO_KEY
+    key = read_key(store)
+    if key is None:
+        _error(f"{path} does not hold a valid key; the daemon replaces it with a new one at its "
+               "next start (the old file is kept aside)")
+        return EXIT_NO_KEY
+    print(key.hex())
+    return 0
+
+
+def _state_directory(args: argparse.Namespace) -> Path | None:
+    if args.state_dir is not None:
+        return Path(args.state_dir).expanduser()
+    from bms_daemon import config  # noqa: PLC0415
+
+    try:
+        return config.load(args.config).state_directory()
+    except config.ConfigError as exc:
+        _error(str(exc))
+        return None
+
+
+def _error(message: str) -> None:
+    print(f"smallbms key: {message}", file=sys.stderr)
