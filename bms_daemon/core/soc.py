@@ -153,14 +153,12 @@ class SocCounter:
     # --- counting ------------------------------------------------------------------------------
     def count(self, current: float, dt: float, capacity_ah: float) -> None:
         """Integrate one sample (``current`` already through the zero band) over ``dt`` s."""
-        if dt <= 0.0:
-            return
-        alpha = dt / (TTG_AVERAGING_S + dt)
         average = self.average_current
-        self.average_current = current if average is None else average + alpha * (
-            current - average
-        )
-        if self.source == SocSource.UNKNOWN or capacity_ah <= 0.0 or current == 0.0:
+        if average is None:
+            self.average_current = current
+        elif dt > 0.0:
+            self.average_current = average + dt / (TTG_AVERAGING_S + dt) * (current - average)
+        if dt <= 0.0 or self.source == SocSource.UNKNOWN or capacity_ah <= 0.0 or current == 0.0:
             return
         if current > 0.0:
             ah = current * CHARGE_EFFICIENCY * dt / SECONDS_PER_HOUR

@@ -74,6 +74,10 @@ class Driver:
         self.now += self.tick
         return self.bms.step(readings, inputs or self.inputs, self.now)
 
+    def prime(self, readings: Readings | None) -> Status:
+        """A first sample at the present time: integration starts from here."""
+        return self.bms.step(readings, self.inputs, self.now)
+
     def run(
         self, readings: Readings | None, seconds: float, inputs: Inputs | None = None
     ) -> Status:
