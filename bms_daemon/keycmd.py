@@ -28,13 +28,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = (
         "The key is read from the state directory of the daemon (the file readout.json). "
-        "Give the same --config as the daemon, or --state-dir, e.g. "
-        "`sudo smallbms key --state-dir /var/lib/smallbms` for a systemd service."
+        "Give the same --config (and --state-directory) as `smallbms run`, e.g. "
+        "`sudo smallbms key --state-directory /var/lib/smallbms` for a systemd service."
     )
     parser.add_argument("-c", "--config", type=Path, metavar="FILE",
                         help="the daemon's TOML configuration (default: the embedded defaults)")
-    parser.add_argument("--state-dir", type=Path, metavar="DIR",
-                        help="the daemon's state directory (overrides the configuration)")
+    parser.add_argument("--state-directory", "--state-dir", dest="state_dir", type=Path,
+                        metavar="DIR",
+                        help="the daemon's state directory (overrides [bms] state_directory)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -54,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     if not path.exists():
         _error(f"no instant-readout key in {directory}: the daemon creates it on its first "
                "start. If the daemon runs elsewhere (e.g. as a systemd service), give its "
-               "--config or --state-dir.")
+               "--config or --state-directory.")
         return EXIT_NO_KEY
     key = read_key(store)
     if key is None:
