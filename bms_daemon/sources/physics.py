@@ -147,12 +147,15 @@ class BankPhysics:
         ]
         self._string_nominal_ah = [batteries[j * series].capacity_ah for j in range(self.parallel)]
         self._inv_capacity = [100.0 / c for c in self.capacity]
+        self._cell_nominal_ah = [batteries[b].capacity_ah for b in self._cell_battery]
         self._bleeding = [False] * len(self.capacity)
         self._r1_now = list(self._r1)  # polarisation resistance at the present SOC
         self._ocv = [0.0] * len(self.capacity)
         self._emf = [0.0] * self.parallel  # per string: Σ rest voltage + offset + polarisation
         self._resistance = [0.0] * self.parallel  # per string: Σ ohmic resistance
         self._decay_for: tuple[float, float] = (-1.0, 0.0)
+        self._rf = [1.0] * len(batteries)  # resistance factors at the present temperatures
+        self._solved_for: tuple[bool, bool, float, float, float] | None = None
         self.string_current = [0.0] * self.parallel
         self.bank_current = 0.0
         self.bus_voltage = 0.0
@@ -162,20 +165,24 @@ class BankPhysics:
     def true_soc(self) -> float:
         """The bank's real state of charge, %: charge stored over nominal capacity.
 
-        A string's charge is the mean of its cells' (its cells carry the same current); the
-        bank's is the sum over parallel strings.  This is what the BMS's counted SOC should
-        follow; it is not clamped to 100 % so that over-charge shows.
+        A string's state is the mean of its cells' charge over their battery's nominal
+        capacity (its cells carry the same current); parallel strings add up, weighted by their
+        nominal capacity.  This is what the BMS's counted SOC should follow; it is not clamped
+        to 100 % so that over-charge shows.
         """
         total = 0.0
-        for cells in self._string_cells:
-            total += sum(self.charge[k] for k in cells) / len(cells)
+        charge = self.charge
+        nominal = self._cell_nominal_ah
+        for j, cells in enumerate(self._string_cells):
+            fraction = sum(charge[k] / nominal[k] for k in cells) / len(cells)
+            total += fraction * self._string_nominal_ah[j]
         return max(0.0, 100.0 * total / sum(self._string_nominal_ah))
 
     def cell_voltages(self) -> list[float]:
         """Terminal voltage of every cell now (rest voltage, offset, polarisation, I·R)."""
         self._solve()
         out = [0.0] * len(self.capacity)
-        rf = self._resistance_factors()
+        rf = self._rf
         for j, cells in enumerate(self._string_cells):
             current = self.string_current[j]
             for k in cells:
@@ -211,9 +218,11 @@ class BankPhysics:
         h = seconds / steps
         for _ in range(steps):
             self._substep(h)
+        self._update_balancers()
 
     # --- internals ----------------------------------------------------------------------------
     def _resistance_factors(self) -> list[float]:
+        """Per battery: how much the cold raises its resistance (1 at and above 25 °C)."""
         return [
             1.0 + COLD_RESISTANCE_PER_DEGREE * max(0.0, REFERENCE_TEMPERATURE_C - t)
             for t in self.temperature
@@ -221,7 +230,8 @@ class BankPhysics:
 
     def _refresh(self) -> None:
         """Recompute rest voltages and string EMF/resistance from the state (once per step)."""
-        rf = self._resistance_factors()
+        self._rf = rf = self._resistance_factors()
+        self._solved_for = None
         ocv_ = self._ocv
         charge = self.charge
         inv = self._inv_capacity
@@ -251,6 +261,10 @@ class BankPhysics:
 
     def _solve(self) -> None:
         """Bank and string currents and the bus voltage for the present environment."""
+        key = (self.load_on, self.charger_on, self.load_a, self.charge_a, self.charge_voltage)
+        if key == self._solved_for:
+            return  # neither the state nor the environment changed since the last solve
+        self._solved_for = key
         conductance = 0.0
         weighted = 0.0
         for emf, res in zip(self._emf, self._resistance, strict=True):
@@ -294,11 +308,10 @@ class BankPhysics:
                 pol[k] = target + (pol[k] - target) * decay
         self._thermal(h)
         self._refresh()
-        self._update_balancers()
 
     def _thermal(self, h: float) -> None:
         tau = self.thermal_time_constant_s
-        rf = self._resistance_factors()
+        rf = self._rf
         for b in range(len(self.batteries)):
             if tau <= 0.0:
                 self.temperature[b] = self.ambient_c
@@ -312,7 +325,8 @@ class BankPhysics:
     def _update_balancers(self) -> None:
         """Each battery bleeds its cells that are high and above its lowest cell.
 
-        Decided on the rest voltages, without the ``cell_offset`` faults: a faulty reading must
+        Decided once per ``advance`` (about once a second: a balancer is slow anyway), on the
+        rest voltages, without the ``cell_offset`` faults: a faulty reading must
         not drain a healthy cell.
         """
         ocv_ = self._ocv
