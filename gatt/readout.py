@@ -23,6 +23,7 @@ import re
 import struct
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -198,6 +199,30 @@ class Readout:
     def prealarm(self) -> bool | None:
         """smallbms sends its PRE-ALARM output as the IO "user relay" line."""
         return self.io.user_relay
+
+    def as_dict(self) -> dict[str, Any]:
+        """A flat JSON-ready view for people and scripts (``smallbms-client scan --json``):
+        the figures, the IO lines that are available, and the alarms that are supported,
+        by name ("ok", "warning", "alarm")."""
+        result: dict[str, Any] = {
+            "error": self.error,
+            "soc": self.soc,
+            "voltage": self.voltage,
+            "current": self.current,
+            "ttg_min": self.ttg_min,
+            "consumed_ah": self.consumed_ah,
+            "temperature": self.temperature,
+        }
+        for item in fields(self.io):
+            value = getattr(self.io, item.name)
+            if value is not None:
+                result["prealarm" if item.name == "user_relay" else item.name] = value
+        result["alarms"] = {
+            item.name: getattr(self.alarms, item.name).name.lower()
+            for item in fields(self.alarms)
+            if getattr(self.alarms, item.name) is not AlarmLevel.UNSUPPORTED
+        }
+        return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -336,3 +336,14 @@ def test_record_round_trips_exactly_at_its_resolution(
     assert raw["io_status"] == readout.io.to_raw()
     assert raw["alarm_flags"] == readout.alarms.to_raw()
     assert raw["remaining_mins"] == ttg
+
+
+def test_as_dict_names_what_is_available_for_scripts() -> None:
+    view = readout_from_status(SCENARIOS["pre-alarm"]).as_dict()
+    assert view["soc"] == 80.0
+    assert view["prealarm"] is True
+    assert view["allowed_to_discharge"] is True
+    assert "contactor" not in view  # not available on a smallbms
+    assert view["alarms"]["low_cell_voltage"] == "warning"
+    assert view["alarms"]["load_disconnect"] == "warning"
+    assert "high_current" not in view["alarms"]  # unsupported
