@@ -128,6 +128,8 @@ class Bms:
         if not inputs.hardware_ok:
             self._hardware_fault = True  # E-B11 clears only with a restart (SPEC §4)
 
+        self._history.elapse(dt)  # before a sync in this step resets the time to zero
+        self._balancer.elapse(dt)
         if readings is not None:
             previous = self._last_fresh
             gap = 0.0 if previous is None else min(max(now - previous, 0.0), MAX_INTEGRATION_GAP_S)
@@ -137,8 +139,6 @@ class Bms:
         stale = age >= COMMS_WARNING_S
         if stale:
             self._soc.reset_sync_timer()
-        self._history.elapse(dt)
-        self._balancer.elapse(dt)
 
         topology = self._topology
         errors = self._errors(

@@ -1,0 +1,180 @@
+"""Settings and commands through the Bms, and the snapshot that carries state over a restart."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from core_helpers import Driver, bank
+
+from bms_daemon.core.bms import Bms
+from bms_daemon.core.protection import PREALARM_LEAD_S
+from bms_daemon.core.settings import Settings, SettingError
+from bms_daemon.core.types import BalancerState, Code, History
+
+
+def test_charged_voltage_is_checked_against_the_detected_bank() -> None:
+    d = Driver(soc=80)
+    d.step(bank("12.8V-100Ah", 2, 1))  # 24 V: 8 cells in series
+    with pytest.raises(SettingError, match=r"8 cells in series; allowed: 27\.20-28\.80 V"):
+        d.bms.set_setting("charged_voltage", 14.0)
+    assert d.bms.settings.charged_voltage is None  # nothing changed
+    assert d.bms.set_setting("charged_voltage", "28.4 V").charged_voltage == 28.4
+
+
+def test_before_detection_any_4_to_16_cell_value_is_accepted() -> None:
+    bms = Bms()
+    assert bms.set_setting("charged_voltage", 56.8).charged_voltage == 56.8
+    with pytest.raises(SettingError, match="outside"):
+        bms.set_setting("charged_voltage", 60.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("tail_current", 11, "out of range 0.5-10%"),
+        ("charge_detection_time", 0, "out of range 1-50 min"),
+        ("discharge_floor", 30, "at least the discharge floor"),
+        ("pin", "12345", "6 digits"),
+        ("mode", "maybe", "on or off"),
+        ("colour", 1, "unknown setting 'colour'"),
+    ],
+)
+def test_rejected_settings_change_nothing_and_say_why(name: str, value: Any, words: str) -> None:
+    bms = Bms()
+    before = bms.settings
+    with pytest.raises(SettingError, match=words):
+        bms.set_setting(name, value)
+    assert bms.settings == before
+
+
+def test_a_charged_voltage_set_for_another_bank_falls_back_to_the_default() -> None:
+    """Set for a 12 V bank, then the bank becomes 24 V: 14.2 V would never sync."""
+    d = Driver(soc=90)
+    d.step(bank())
+    d.bms.set_setting("charged_voltage", 14.2)
+    readings = bank("12.8V-100Ah", 2, 1, cell=3.5, current=1.0)  # 28.0 V = 3.50 V x 8
+    d.prime(readings)
+    assert d.run(readings, 180).soc == 100.0
+
+
+@pytest.mark.parametrize(
+    ("argument", "words"),
+    [(None, "needs a state of charge"), (101, "out of range"), (float("nan"), "needs")],
+)
+def test_set_soc_rejects_bad_values(argument: float | None, words: str) -> None:
+    bms = Bms()
+    with pytest.raises(SettingError, match=words):
+        bms.command("set_soc", argument, 0.0)
+    assert bms.status.soc is None
+
+
+def test_commands() -> None:
+    d = Driver()
+    assert d.bms.command("set_soc", 42, d.now) == "SOC set to 42%"
+    assert d.step(bank()).soc == 42
+    assert d.bms.command("synchronise", None, d.now) == "SOC synchronised to 100%"
+    status = d.step(bank())
+    assert status.soc == 100
+    assert status.soc_synchronised
+    with pytest.raises(SettingError, match="known commands: set_soc, synchronise"):
+        d.bms.command("explode", None, d.now)
+    with pytest.raises(SettingError, match="takes no value"):
+        d.bms.command("synchronise", 5, d.now)
+
+
+def test_factory_reset_restores_the_monitor_settings_and_keeps_pin_soc_history() -> None:
+    d = Driver(soc=50)
+    d.run(bank(current=-20.0), 60)
+    for name, value in [
+        ("tail_current", 2),
+        ("discharge_floor", 5),
+        ("low_soc_warning", 7),
+        ("bluetooth", False),
+        ("instant_readout", False),
+        ("pin", "123456"),
+    ]:
+        d.bms.set_setting(name, value)
+    history = d.bms.history()
+    message = d.bms.command("factory_reset", None, d.now)
+    assert "factory defaults" in message
+    assert d.bms.settings == Settings(pin="123456")
+    assert d.bms.history() == history
+    assert d.step(bank()).soc == pytest.approx(49.6, abs=0.1)
+
+
+def full_state() -> Bms:
+    d = Driver(soc=90)
+    d.bms.set_setting("discharge_floor", 15)
+    d.bms.set_setting("pin", "654321")
+    d.run_until(bank(cell=3.5, current=1.0), lambda s: s.soc == 100.0, 600)
+    d.run(bank(current=-50.0), 3600)
+    return d.bms
+
+
+def test_snapshot_round_trip_keeps_settings_soc_history_and_balancer() -> None:
+    bms = full_state()
+    saved = json.loads(json.dumps(bms.snapshot()))  # what the store writes and reads back
+    restored = Bms(saved=saved)
+    assert restored.settings == bms.settings
+    assert restored.history() == bms.history()
+    assert restored.status.soc == bms.status.soc
+    assert restored.status.soc_synchronised
+    assert restored.snapshot() == saved
+    status = restored.step(bank(current=-50.0), Driver().inputs, 1000.0)
+    assert status.consumed_ah == pytest.approx(bms.status.consumed_ah)
+    assert status.bank is not None
+    assert status.bank.balancer == BalancerState.BALANCED  # remembers the last full charge
+
+
+def test_an_unknown_soc_stays_unknown_after_a_restart() -> None:
+    bms = Bms()
+    restored = Bms(saved=bms.snapshot())
+    assert restored.status.soc is None
+    assert restored.snapshot()["soc"]["source"] == "unknown"
+
+
+def test_the_pre_alarm_lead_restarts_after_a_restart() -> None:
+    """Timers are not persisted: after a restart, LOAD waits a full 30 s again (safe side)."""
+    d = Driver(soc=80)
+    d.run(bank(faults={(0, 0): 3.0}), 60)
+    restarted = Driver(Bms(saved=d.bms.snapshot()))
+    low = bank(faults={(0, 0): 2.75})
+    assert restarted.step(low).outputs.load
+    took, status = restarted.run_until(low, lambda s: not s.outputs.load, 60)
+    assert took == pytest.approx(PREALARM_LEAD_S)
+    assert status.alarms == (Code.A_B01,)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda s: s.update(version=99), "unsupported version"),
+        (lambda s: s["settings"].update(tail_current=50), "settings: tail_current"),
+        (lambda s: s.update(settings=[1]), "settings must be a table"),
+        (lambda s: s["soc"].update(soc=150), "not a percentage"),
+        (lambda s: s["soc"].update(source="guess"), "unknown source"),
+        (lambda s: s["history"].update(charge_cycles=-1), "charge_cycles must be a count"),
+        (lambda s: s["history"].update(min_cell_voltage="low"), "min_cell_voltage"),
+        (lambda s: s["history"].update(bogus=1), "unknown field 'bogus'"),
+        (lambda s: s["balancer"].update(serials="HQ1"), "serials"),
+        (lambda s: s["balancer"].update(seconds_since_full_charge=-5), "seconds"),
+    ],
+)
+def test_a_bad_snapshot_raises_value_error_naming_the_problem(change: Any, words: str) -> None:
+    saved = full_state().snapshot()
+    change(saved)
+    with pytest.raises(ValueError, match=words):
+        Bms(saved=saved)
+
+
+def test_a_snapshot_that_is_not_a_table_is_refused() -> None:
+    with pytest.raises(ValueError, match="expected a table"):
+        Bms(saved=[1, 2])  # type: ignore[arg-type]
+
+
+def test_missing_sections_keep_defaults_and_unknown_keys_are_ignored() -> None:
+    bms = Bms(Settings(discharge_floor=5), saved={"version": 1, "future": True})
+    assert bms.settings.discharge_floor == 5
+    assert bms.history() == History()
