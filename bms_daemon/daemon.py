@@ -327,7 +327,8 @@ def load_bms(config: Config, store: FileStore) -> tuple[BmsCore, dict[str, Any] 
         except (ValueError, TypeError, KeyError, SettingError) as exc:
             store.set_aside(STATE_NAME, f"not a usable BMS snapshot ({exc})")
         else:
-            log.info("state_restored", file=str(store.path(STATE_NAME)))
+            log.info("state_restored", file=str(store.path(STATE_NAME)),
+                     soc=_soc(bms.status.soc))
             return bms, saved
     seeds = config.seed_settings()
     log.info("state_fresh", soc="unknown", settings_seeded=sorted(config.settings))

@@ -1,0 +1,142 @@
+"""When the state is saved: bounded rate, at once on request, never stalling, on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from bms_daemon.persistence import Persister
+from bms_daemon.store import MemoryStore, StoreError
+
+
+class Snapshot:
+    def __init__(self) -> None:
+        self.value: dict[str, Any] = {"soc": 50.0}
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.value)
+
+
+async def _settle(persister: Persister) -> None:
+    if persister._writing is not None:
+        await persister._writing
+
+
+async def test_changes_are_saved_at_most_once_per_interval() -> None:
+    store, snap = MemoryStore(), Snapshot()
+    persister = Persister(store, snap, interval_s=60.0)
+    persister.tick(0.0)
+    await _settle(persister)
+    assert store.saves == 1
+    for t in range(1, 60):
+        snap.value = {"soc": 50.0 - t / 100}
+        persister.tick(float(t))
+        await _settle(persister)
+    assert store.saves == 1
+    persister.tick(60.0)
+    await _settle(persister)
+    assert store.saves == 2
+    assert store.load("bms") == {"soc": 50.0 - 59 / 100}
+
+
+async def test_nothing_changed_nothing_written() -> None:
+    store, snap = MemoryStore(), Snapshot()
+    persister = Persister(store, snap, interval_s=10.0)
+    persister.mark_saved(snap())
+    for t in range(0, 100, 5):
+        persister.tick(float(t))
+        await _settle(persister)
+    assert store.saves == 0
+
+
+async def test_a_request_saves_at_the_next_tick() -> None:
+    store, snap = MemoryStore(), Snapshot()
+    persister = Persister(store, snap, interval_s=60.0)
+    persister.tick(0.0)
+    await _settle(persister)
+    snap.value = {"soc": 50.0, "settings": {"discharge_floor": 20}}
+    persister.request("setting discharge_floor")
+    persister.tick(1.0)
+    await _settle(persister)
+    assert store.saves == 2
+    assert store.load("bms") == snap.value
+
+
+class BrokenStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+        self.attempts = 0
+
+    def save(self, name: str, data: dict[str, Any], *, secret: bool = False) -> None:
+        self.attempts += 1
+        if self.broken:
+            raise StoreError("cannot write /state/bms.json: No space left on device")
+        super().save(name, data, secret=secret)
+
+
+async def test_failing_disk_is_logged_once_and_retried() -> None:
+    store, snap = BrokenStore(), Snapshot()
+    persister = Persister(store, snap, interval_s=1.0)
+    with capture_logs() as logs:
+        for t in range(5):
+            snap.value = {"soc": float(t)}
+            persister.tick(float(t))
+            await _settle(persister)
+        store.broken = False
+        persister.tick(5.0)
+        await _settle(persister)
+    events = [entry["event"] for entry in logs]
+    assert events.count("state_save_failed") == 1
+    assert "state_save_recovered" in events
+    assert store.attempts == 6
+    assert store.load("bms") == {"soc": 4.0}
+
+
+async def test_the_write_runs_off_the_event_loop() -> None:
+    """A slow disk must not block the loop: the save runs in a worker thread."""
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    entered = asyncio.Event()
+
+    class SlowStore(MemoryStore):
+        def save(self, name: str, data: dict[str, Any], *, secret: bool = False) -> None:
+            loop.call_soon_threadsafe(entered.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=30)
+            super().save(name, data, secret=secret)
+
+    store = SlowStore()
+    persister = Persister(store, Snapshot(), interval_s=1.0)
+    persister.tick(0.0)
+    await asyncio.wait_for(entered.wait(), 10)
+    # the loop is free while the disk is "slow": this coroutine runs, ticks are skipped
+    persister.tick(5.0)
+    assert store.saves == 0
+    release.set()
+    await asyncio.wait_for(_settle(persister), 10)
+    assert store.saves == 1
+
+
+async def test_flush_saves_the_latest_state() -> None:
+    store, snap = MemoryStore(), Snapshot()
+    persister = Persister(store, snap, interval_s=60.0)
+    persister.tick(0.0)
+    snap.value = {"soc": 12.5}
+    await persister.flush()
+    assert store.load("bms") == {"soc": 12.5}
+    saves = store.saves
+    await persister.flush()
+    assert store.saves == saves
+
+
+@pytest.mark.parametrize("interval", [5.0, 60.0])
+async def test_due(interval: float) -> None:
+    persister = Persister(MemoryStore(), Snapshot(), interval_s=interval)
+    assert persister.due(0.0)
+    persister.tick(0.0)
+    assert not persister.due(interval - 0.1)
+    assert persister.due(interval)
+    await _settle(persister)
