@@ -53,7 +53,8 @@ def test_core_scenario_reads_the_same_in_victron_ble(name: str) -> None:
     ours = assert_matches(status, data, key)
     alarms = ours.alarms
     if name == "normal":
-        assert status.outputs.load and status.outputs.charger
+        assert status.outputs.load
+        assert status.outputs.charger
         assert alarms.low_cell_voltage is alarms.low_soc is AlarmLevel.OK
         assert alarms.load_disconnect is AlarmLevel.OK
     elif name == "pre-alarm":
@@ -73,5 +74,7 @@ def test_core_scenario_reads_the_same_in_victron_ble(name: str) -> None:
     elif name == "comms lost":
         assert Code.A_B05 in status.alarms
         assert alarms.battery_comms_lost is AlarmLevel.ALARM
-        assert ours.voltage is None and ours.current is None
-        assert ours.io.allowed_to_charge is False and ours.io.allowed_to_discharge is False
+        assert ours.voltage is None
+        assert ours.current is None
+        assert ours.io.allowed_to_charge is False
+        assert ours.io.allowed_to_discharge is False
