@@ -1,0 +1,135 @@
+"""The emulator process: ``python -m gatt.virtual.service --bus ADDRESS``.
+
+Runs :class:`~gatt.virtual.world.World` on the given bus until SIGTERM/SIGINT or until the bus
+goes away.  A ``RestartBluetoothd`` control call ends the current World (its connection closes,
+so ``org.bluez`` and every object vanish at once, as when bluetoothd dies) and, after the
+requested pause, starts a fresh one on a new connection.  Prints ``READY <unique name>`` on
+stdout once ``org.bluez`` is owned, so a launcher can wait for it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from dbus_fast import Message
+from dbus_fast.aio import MessageBus
+
+from gatt.virtual.world import PAIRING_MODES, World, WorldConfig
+
+log = logging.getLogger("smallbms.virtual")
+
+READY = "READY"
+
+
+async def _flush(bus: MessageBus) -> None:
+    """A round trip to the bus daemon: everything queued before it has been written."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                             interface="org.freedesktop.DBus.Peer", member="Ping")),
+            2.0,
+        )
+
+
+async def serve(address: str, config: WorldConfig, ready: Callable[[str], None], stop: asyncio.Event) -> int:
+    """Serve org.bluez until ``stop`` is set (0) or the bus disappears (1)."""
+    first = True
+    while True:
+        bus = await MessageBus(bus_address=address).connect()
+        world = World(bus, config)
+        await world.start()
+        if first:
+            ready(bus.unique_name or "")
+            first = False
+        lost = asyncio.ensure_future(bus.wait_for_disconnect())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({world.finished, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        restart_after = world.finished.result() if world.finished.done() else None
+        world.shutdown()
+        if lost.done():
+            stopping.cancel()
+            if stop.is_set():
+                return 0
+            log.error("the bus went away; stopping")
+            return 1
+        await _flush(bus)
+        bus.disconnect()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(lost, 2.0)
+        stopping.cancel()
+        if restart_after is None or stop.is_set():
+            return 0
+        log.info("bluetoothd restart: org.bluez gone for %.3f s", restart_after)
+        try:
+            await asyncio.wait_for(stop.wait(), restart_after)
+            return 0
+        except TimeoutError:
+            pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gatt.virtual.service", description=__doc__)
+    add_world_options(parser)
+    parser.add_argument("--bus", default=os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", ""),
+                        help="D-Bus address to serve on (default: $DBUS_SYSTEM_BUS_ADDRESS)")
+    return parser
+
+
+def add_world_options(parser: argparse.ArgumentParser) -> None:
+    defaults = WorldConfig()
+    parser.add_argument("--adapters", type=int, default=defaults.adapters,
+                        help="number of adapters hci0..hciN-1 (default %(default)s: hci0 "
+                             "peripheral, hci1 central)")
+    parser.add_argument("--mtu", type=int, default=defaults.mtu,
+                        help="ATT MTU of every link (default %(default)s)")
+    parser.add_argument("--pairing", choices=PAIRING_MODES, default=defaults.pairing,
+                        help="what Device1.Pair achieves (default %(default)s)")
+    parser.add_argument("--report-interval", type=float, default=defaults.report_interval,
+                        help="seconds between advertising reports while scanning (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every registration and link")
+
+
+def config_from(args: argparse.Namespace) -> WorldConfig:
+    return WorldConfig(adapters=args.adapters, mtu=args.mtu, report_interval=args.report_interval,
+                       pairing=args.pairing)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="virtual-bluez %(levelname)s %(message)s", stream=sys.stderr)
+    if not args.bus:
+        print("error: no bus address (--bus or DBUS_SYSTEM_BUS_ADDRESS)", file=sys.stderr)
+        return 2
+    try:
+        config = config_from(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(name: str) -> None:
+        print(f"{READY} {name}", flush=True)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await serve(args.bus, config, ready, stop)
+
+    try:
+        return asyncio.run(run())
+    except (OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
