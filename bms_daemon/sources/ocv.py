@@ -83,6 +83,26 @@ def ocv(soc_percent: float) -> float:
     return v0 + (_GRID[i + 1] - v0) * (x - i)
 
 
+def ocv_many(socs: list[float]) -> list[float]:
+    """:func:`ocv` of many cells at once (the simulated bank's hot loop: one call per step)."""
+    grid = _GRID
+    last = _LAST
+    out: list[float] = []
+    append = out.append
+    for soc in socs:
+        x = (soc - _SOC_MIN) * _SCALE
+        if x <= 0.0:
+            append(grid[0])
+            continue
+        i = int(x)
+        if i > last:
+            append(grid[-1])
+            continue
+        v0 = grid[i]
+        append(v0 + (grid[i + 1] - v0) * (x - i))
+    return out
+
+
 def soc_at_rest(voltage: float) -> float:
     """Inverse of :func:`ocv` between 0 and 100 %: the SOC whose rest voltage is ``voltage``.
 

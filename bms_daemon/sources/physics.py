@@ -25,7 +25,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bms_daemon.sources.ocv import ocv
+from bms_daemon.sources.ocv import ocv_many
 
 # --- model constants (ours; typical LFP values, see research/ng-manuals.md B16) -------------
 R0_CELL_OHM_AT_100AH = 0.0005  # ohmic resistance of a 100 Ah cell: 4 cells = 2 mΩ (datasheet)
@@ -44,6 +44,7 @@ BALANCE_DELTA_V = 0.010  # ... that are this much above the battery's lowest cel
 BALANCE_CURRENT_A = 0.5  # ... with this current (passive balancer)
 HEAT_CAPACITY_J_PER_K_PER_WH = 9.0  # about 11.5 kJ/K for a 12.8 V 100 Ah battery (~11 kg)
 SECONDS_PER_MONTH = 30 * 86400.0
+OVERCHARGE_LIMIT = 1.01  # a cell never holds more than 101 % of its capacity
 MAX_SUBSTEP_S = 5.0  # longer gaps are integrated in sub-steps so CV charging stays stable
 SECONDS_PER_HOUR = 3600.0
 
@@ -147,9 +148,12 @@ class BankPhysics:
         ]
         self._string_nominal_ah = [batteries[j * series].capacity_ah for j in range(self.parallel)]
         self._inv_capacity = [100.0 / c for c in self.capacity]
+        self._capacity_max = [c * OVERCHARGE_LIMIT for c in self.capacity]
         self._cell_nominal_ah = [batteries[b].capacity_ah for b in self._cell_battery]
         self._bleeding = [False] * len(self.capacity)
-        self._r1_now = list(self._r1)  # polarisation resistance at the present SOC
+        self._r1_now = self._r1  # polarisation resistance at the present SOC
+        self._r0_now = self._r0  # ohmic resistance at the present temperature
+        self._any_bleeding = False
         self._ocv = [0.0] * len(self.capacity)
         self._emf = [0.0] * self.parallel  # per string: Σ rest voltage + offset + polarisation
         self._resistance = [0.0] * self.parallel  # per string: Σ ohmic resistance
@@ -182,12 +186,14 @@ class BankPhysics:
         """Terminal voltage of every cell now (rest voltage, offset, polarisation, I·R)."""
         self._solve()
         out = [0.0] * len(self.capacity)
-        rf = self._rf
+        ocv_, offset, pol, r0 = self._ocv, self._offset, self.polarisation, self._r0_now
         for j, cells in enumerate(self._string_cells):
-            current = self.string_current[j]
-            for k in cells:
-                out[k] = (self._ocv[k] + self._offset[k] + self.polarisation[k]
-                          + current * self._r0[k] * rf[self._cell_battery[k]])
+            i = self.string_current[j]
+            a, b = cells.start, cells.stop
+            out[a:b] = [
+                o + f + p + i * r
+                for o, f, p, r in zip(ocv_[a:b], offset[a:b], pol[a:b], r0[a:b], strict=True)
+            ]
         return out
 
     def battery_cells(self, battery: int) -> range:
@@ -232,32 +238,29 @@ class BankPhysics:
         """Recompute rest voltages and string EMF/resistance from the state (once per step)."""
         self._rf = rf = self._resistance_factors()
         self._solved_for = None
-        ocv_ = self._ocv
-        charge = self.charge
-        inv = self._inv_capacity
+        socs = [q * i for q, i in zip(self.charge, self._inv_capacity, strict=True)]
+        self._ocv = ocv_ = ocv_many(socs)
+        if max(socs) > POLARISATION_KNEE_SOC:
+            knee = POLARISATION_KNEE_SOC
+            gain = POLARISATION_FULL_GAIN / (100.0 - POLARISATION_KNEE_SOC)
+            self._r1_now = [
+                r * (1.0 + gain * (min(soc, 100.0) - knee)) if soc > knee else r
+                for r, soc in zip(self._r1, socs, strict=True)
+            ]
+        else:
+            self._r1_now = self._r1
+        if any(f != 1.0 for f in rf):
+            cb = self._cell_battery
+            self._r0_now = [r * rf[cb[k]] for k, r in enumerate(self._r0)]
+        else:
+            self._r0_now = self._r0
         offset = self._offset
         pol = self.polarisation
-        r0 = self._r0
-        r1 = self._r1
-        r1_now = self._r1_now
-        knee = POLARISATION_KNEE_SOC
-        knee_gain = POLARISATION_FULL_GAIN / (100.0 - POLARISATION_KNEE_SOC)
-        cb = self._cell_battery
+        r0_now = self._r0_now
         for j, cells in enumerate(self._string_cells):
-            emf = 0.0
-            res = 0.0
-            for k in cells:
-                soc = charge[k] * inv[k]
-                v = ocv(soc)
-                ocv_[k] = v
-                if soc > POLARISATION_KNEE_SOC:
-                    r1_now[k] = r1[k] * (1.0 + knee_gain * (min(soc, 100.0) - knee))
-                else:
-                    r1_now[k] = r1[k]
-                emf += v + offset[k] + pol[k]
-                res += r0[k] * rf[cb[k]]
-            self._emf[j] = emf
-            self._resistance[j] = res
+            a, b = cells.start, cells.stop
+            self._emf[j] = sum(ocv_[a:b]) + sum(offset[a:b]) + sum(pol[a:b])
+            self._resistance[j] = sum(r0_now[a:b])
 
     def _solve(self) -> None:
         """Bank and string currents and the bus voltage for the present environment."""
@@ -288,7 +291,7 @@ class BankPhysics:
             self._decay_for = (h, math.exp(-h / POLARISATION_TAU_S))
         decay = self._decay_for[1]
         charge = self.charge
-        cap = self.capacity
+        cap_max = self._capacity_max
         pol = self.polarisation
         r1 = self._r1_now
         sd = self._self_discharge
@@ -303,7 +306,11 @@ class BankPhysics:
                 q = charge[k] + dq - sd[k] * h
                 if bleeding[k]:
                     q -= bleed_ah
-                charge[k] = min(max(q, 0.0), cap[k] * 1.01)
+                if q < 0.0:
+                    q = 0.0
+                elif q > cap_max[k]:
+                    q = cap_max[k]
+                charge[k] = q
                 target = r1[k] * current
                 pol[k] = target + (pol[k] - target) * decay
         self._thermal(h)
@@ -330,9 +337,12 @@ class BankPhysics:
         not drain a healthy cell.
         """
         ocv_ = self._ocv
+        if not self._any_bleeding and max(ocv_) <= BALANCE_START_V:
+            return  # nobody is near the top of charge: nothing to bleed, nothing to stop
+        bleeding = self._bleeding
         for b in range(len(self.batteries)):
-            cells = self.battery_cells(b)
-            rest = [ocv_[k] for k in cells]
-            lowest = min(rest)
-            for k, v in zip(cells, rest, strict=True):
-                self._bleeding[k] = v > BALANCE_START_V and v > lowest + BALANCE_DELTA_V
+            a, z = self._battery_first_cell[b], self._battery_first_cell[b + 1]
+            threshold = max(BALANCE_START_V, min(ocv_[a:z]) + BALANCE_DELTA_V)
+            for k in range(a, z):
+                bleeding[k] = ocv_[k] > threshold
+        self._any_bleeding = any(bleeding)

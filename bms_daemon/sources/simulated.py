@@ -88,7 +88,8 @@ class SimulatedBank:
         cells = physics.cell_voltages()
         batteries = []
         for i in self._reporting:
-            voltages = tuple(cells[k] for k in physics.battery_cells(i))
+            span = physics.battery_cells(i)
+            voltages = tuple(cells[span.start : span.stop])
             batteries.append(
                 BatteryReading(
                     serial=self._serials[i],
