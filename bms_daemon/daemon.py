@@ -416,6 +416,15 @@ def main(args: argparse.Namespace) -> int:
 
     from bms_daemon import logging as smallbms_logging  # noqa: PLC0415
 
+    # A stop requested while starting (systemd may send SIGTERM at any time) is honoured once
+    # the loop runs: it then floats, saves and exits 0 without asserting any output.
+    early_stop: list[int] = []
+
+    def remember(received: int, _frame: object) -> None:
+        early_stop.append(received)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, remember)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -443,7 +452,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"smallbms: error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     try:
-        asyncio.run(_run_until_signal(daemon))
+        asyncio.run(_run_until_signal(daemon, early_stop))
     except Exception:
         log.exception("daemon_failed", action="outputs floating; exiting")
         return EXIT_FAILURE
@@ -451,11 +460,13 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_until_signal(daemon: Daemon) -> None:
+async def _run_until_signal(daemon: Daemon, early_stop: list[int]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _on_signal, stop, signum)
+    for received in early_stop:
+        _on_signal(stop, received)
     await daemon.run(stop)
 
 

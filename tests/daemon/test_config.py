@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bms_daemon import config as cfg
 from bms_daemon.config import ConfigError, load, parse
+from bms_daemon.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "systemd" / "smallbms.toml"
@@ -125,7 +126,7 @@ def test_example_config_is_valid_and_shows_every_key() -> None:
             else:
                 assert key in example[table], f"[{table}] {key} missing from the example"
     commented = EXAMPLE.read_text()
-    for setting in cfg.Settings.names():
+    for setting in Settings.names():
         assert f"# {setting} = " in commented
 
 

@@ -113,7 +113,7 @@ async def test_a_line_that_fails_read_back_gives_e_b11_and_floats_everything() -
     assert Code.E_B11 in status.errors
     assert status.outputs == Outputs.safe()
     assert not any(port.levels.values())
-    assert [e for e in logs if e["event"] == "hardware_error"][0]["code"] == "E-B11"
+    assert next(e for e in logs if e["event"] == "hardware_error")["code"] == "E-B11"
 
 
 async def test_a_failing_source_is_no_fresh_data_and_logged_once() -> None:

@@ -6,14 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+from gpiod.line import Bias, Direction, Drive, Value
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bms_daemon.config import parse
-from bms_daemon.core.types import LedState, Leds, Outputs
+from bms_daemon.core.types import Leds, LedState, Outputs
 from bms_daemon.gpio import GpioError, float_outputs, open_port
 from bms_daemon.gpio.base import GpioConfig, LineSpec
 from bms_daemon.gpio.driver import BLINK_HALF_PERIOD_S, OutputDriver, blink_phase, next_blink_edge
+from bms_daemon.gpio.gpiod import line_settings
 from bms_daemon.gpio.memory import MemoryPort
 
 
@@ -164,11 +166,6 @@ def test_float_outputs_command_for_the_memory_backend(tmp_path: Path) -> None:
 
 # --- gpiod backend: what we ask of the kernel (the package builds settings without hardware) ---
 def test_gpiod_outputs_are_open_source_and_start_inactive() -> None:
-    pytest.importorskip("gpiod")
-    from gpiod.line import Direction, Drive, Value
-
-    from bms_daemon.gpio.gpiod import line_settings
-
     settings = line_settings("load", LineSpec(17), GpioConfig())
     assert settings.direction == Direction.OUTPUT
     assert settings.drive == Drive.OPEN_SOURCE
@@ -179,11 +176,6 @@ def test_gpiod_outputs_are_open_source_and_start_inactive() -> None:
 
 
 def test_gpiod_remote_has_bias_and_kernel_debounce() -> None:
-    pytest.importorskip("gpiod")
-    from gpiod.line import Bias, Direction
-
-    from bms_daemon.gpio.gpiod import line_settings
-
     config = parse('[gpio]\nremote_bias = "pull_up"\nremote_debounce_ms = 15\n'
                    '[gpio.lines]\nremote = "GPIO23"').gpio
     assert config.remote is not None
@@ -194,7 +186,6 @@ def test_gpiod_remote_has_bias_and_kernel_debounce() -> None:
 
 
 def test_gpiod_missing_chip_is_a_gpio_error(tmp_path: Path) -> None:
-    pytest.importorskip("gpiod")
     config = GpioConfig(backend="gpiod", chip=str(tmp_path / "gpiochip99"))
     with pytest.raises(GpioError, match="cannot request GPIO lines"):
         open_port(config, tmp_path)
