@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,6 +54,20 @@ class AttError(Exception):
     def __init__(self, code: int, message: str = "") -> None:
         super().__init__(message or profile.ATT_ERROR_MESSAGES.get(code, f"ATT 0x{code:02x}"))
         self.code = code
+
+
+def _quiet_att_errors(record: logging.LogRecord) -> bool:
+    """dbus-next logs every error a method handler raises at ERROR level, with a traceback;
+    an ATT error we answer on purpose (wrong PIN, value out of range) is not one."""
+    text = record.getMessage()
+    return not (text.startswith("got unexpected error processing a message")
+                and "dbus_next.errors.DBusError" in text)
+
+
+def _install_log_filter() -> None:
+    root = logging.getLogger()
+    if _quiet_att_errors not in root.filters:
+        root.addFilter(_quiet_att_errors)
 
 
 def _dbus_error(err: AttError) -> Any:
@@ -168,8 +183,9 @@ class GattServer:
         bless = _mod("bless")
         GATTAttributePermissions = bless.GATTAttributePermissions  # noqa: N806
         GATTCharacteristicProperties = bless.GATTCharacteristicProperties  # noqa: N806
-        GATTDescriptorProperties = _mod("bless.backends.descriptor").GATTDescriptorProperties  # noqa: N806
+        DescriptorFlags = _mod("bless.backends.bluezdbus.dbus.descriptor").DescriptorFlags  # noqa: N806
 
+        _install_log_filter()
         server = bless.BlessServer(name=APP_NAME, adapter=self._adapter_name)
         self._server = server
         server.read_request_func = self._read
@@ -184,13 +200,14 @@ class GattServer:
                 await server.add_new_characteristic(
                     service.uuid, ch.uuid, _properties(ch, GATTCharacteristicProperties),
                     None, _permissions(ch, GATTAttributePermissions))
+                # bless's add_new_descriptor files every descriptor under handle 0 and so
+                # refuses a second one; its D-Bus object underneath takes any number.
+                gatt_char = server.get_characteristic(ch.uuid).gatt
                 for desc_uuid, value in (
                     (profile.USER_DESCRIPTION_UUID, ch.description.encode("utf-8")),
                     (profile.PRESENTATION_FORMAT_UUID, ch.presentation.encode()),
                 ):
-                    await server.add_new_descriptor(
-                        service.uuid, ch.uuid, desc_uuid, GATTDescriptorProperties.read,
-                        bytearray(value), GATTAttributePermissions.readable)
+                    await gatt_char.add_descriptor(desc_uuid, [DescriptorFlags.READ], value)
         # bless's start() minus its advertisement (see the module docstring)
         server.bus.export(server.app.path, server.app)
         await server.app.register(server.adapter)
@@ -308,8 +325,8 @@ class GattServer:
 
     def _on_signal(self, msg: Any) -> None:
         if msg.member == "NameOwnerChanged":
-            _name, _old, new = msg.body
-            if not new and not self._stopped:
+            name, _old, new = msg.body
+            if name == BLUEZ and not new and not self._stopped:
                 log.warning("ble_bluez_gone")
                 self._advertising = False
                 self._devices.clear()
