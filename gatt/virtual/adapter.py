@@ -6,6 +6,7 @@ sessions are keyed by the caller's unique bus name, as in BlueZ, so that a proce
 away can be cleaned up (:meth:`gatt.virtual.world.World.forget_owner`).
 """
 
+# ruff: noqa: N802  (D-Bus member names are BlueZ's CamelCase)
 
 import asyncio
 import logging
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dbus_fast import Message, MessageType, Variant
+from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
-from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
+from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from gatt.virtual import air, errors
 from gatt.virtual.dbus_types import (
@@ -61,19 +63,27 @@ class DiscoveryFilter:
 
     @classmethod
     def from_options(cls, options: dict[str, Variant]) -> "DiscoveryFilter":
-        uuids = tuple(air.normalise_uuid(str(u)) for u in options.get("UUIDs", Variant("as", [])).value)
+        uuids = tuple(
+            air.normalise_uuid(str(u)) for u in options.get("UUIDs", Variant("as", [])).value
+        )
         rssi = options.get("RSSI")
         pattern = options.get("Pattern")
-        return cls(uuids, int(rssi.value) if rssi is not None else None, str(pattern.value) if pattern else "")
+        return cls(
+            uuids,
+            int(rssi.value) if rssi is not None else None,
+            str(pattern.value) if pattern else "",
+        )
 
     def accepts(self, report: air.Report, address: str, rssi: int) -> bool:
         if self.uuids and not set(self.uuids) & set(report.uuids):
             return False
         if self.rssi is not None and rssi < self.rssi:
             return False
-        return not self.pattern or address.startswith(self.pattern) or (
-            report.name or ""
-        ).startswith(self.pattern)
+        return (
+            not self.pattern
+            or address.startswith(self.pattern)
+            or (report.name or "").startswith(self.pattern)
+        )
 
 
 @dataclass
@@ -135,7 +145,7 @@ class Adapter(ServiceInterface):
     def Alias(self) -> Str:
         return self.alias
 
-    @Alias.setter
+    @Alias.setter  # type: ignore[no-redef]
     def Alias(self, value: Str) -> None:
         self.alias = value or self.system_name  # "" restores the system name, as in BlueZ
 
@@ -147,7 +157,7 @@ class Adapter(ServiceInterface):
     def Powered(self) -> Bool:
         return self.powered
 
-    @Powered.setter
+    @Powered.setter  # type: ignore[no-redef]
     def Powered(self, value: Bool) -> None:
         self.powered = bool(value)
         if not self.powered:
@@ -157,7 +167,7 @@ class Adapter(ServiceInterface):
     def Discoverable(self) -> Bool:
         return self.discoverable
 
-    @Discoverable.setter
+    @Discoverable.setter  # type: ignore[no-redef]
     def Discoverable(self, value: Bool) -> None:
         self.discoverable = bool(value)
 
@@ -165,7 +175,7 @@ class Adapter(ServiceInterface):
     def Pairable(self) -> Bool:
         return self.pairable
 
-    @Pairable.setter
+    @Pairable.setter  # type: ignore[no-redef]
     def Pairable(self, value: Bool) -> None:
         self.pairable = bool(value)
 
@@ -207,7 +217,9 @@ class Adapter(ServiceInterface):
             self.emit_properties_changed({"Discovering": True})
             # Reports start after this reply and repeat: bleak registers its callback only
             # once StartDiscovery has returned (research/bluez-dbus.md 2.3).
-            self.discovery.task = asyncio.get_running_loop().create_task(self.world.report_loop(self))
+            self.discovery.task = asyncio.get_running_loop().create_task(
+                self.world.report_loop(self)
+            )
 
     @dbus_method()
     def StopDiscovery(self) -> None:
@@ -234,7 +246,15 @@ class Adapter(ServiceInterface):
 
     @dbus_method()
     def GetDiscoveryFilters(self) -> StrList:
-        return ["UUIDs", "RSSI", "Pathloss", "Transport", "DuplicateData", "Discoverable", "Pattern"]
+        return [
+            "UUIDs",
+            "RSSI",
+            "Pathloss",
+            "Transport",
+            "DuplicateData",
+            "Discoverable",
+            "Pattern",
+        ]
 
 
 class GattManager(ServiceInterface):
@@ -252,7 +272,12 @@ class GattManager(ServiceInterface):
         if (owner, application) in self.apps:
             raise DBusError(errors.ALREADY_EXISTS, "Already Exists")
         reply = await world.bus.call(
-            Message(destination=owner, path=application, interface=OBJECT_MANAGER, member="GetManagedObjects")
+            Message(
+                destination=owner,
+                path=application,
+                interface=OBJECT_MANAGER,
+                member="GetManagedObjects",
+            )
         )
         assert reply is not None
         if reply.message_type == MessageType.ERROR:
@@ -260,12 +285,21 @@ class GattManager(ServiceInterface):
         try:
             app = build_application(owner, application, reply.body[0], self.adapter.next_handle)
         except (ValueError, KeyError) as exc:
-            raise DBusError(errors.INVALID_ARGUMENTS, f"Failed to register application: {exc}") from None
-        self.adapter.next_handle = max((a.handle for a in app.attributes), default=self.adapter.next_handle) + 1
+            raise DBusError(
+                errors.INVALID_ARGUMENTS, f"Failed to register application: {exc}"
+            ) from None
+        self.adapter.next_handle = (
+            max((a.handle for a in app.attributes), default=self.adapter.next_handle) + 1
+        )
         self.apps[(owner, application)] = app
         await world.watch_owner(owner)
-        log.info("application %s of %s registered on %s: %d attributes", application, owner,
-                 self.adapter.path, len(app.attributes))
+        log.info(
+            "application %s of %s registered on %s: %d attributes",
+            application,
+            owner,
+            self.adapter.path,
+            len(app.attributes),
+        )
         world.application_added(self.adapter, app)
 
     @dbus_method()
@@ -315,8 +349,14 @@ class AdvertisingManager(ServiceInterface):
         if len(self.ads) >= SUPPORTED_INSTANCES:
             raise DBusError(errors.NOT_PERMITTED, "Maximum advertisements reached")
         reply = await world.bus.call(
-            Message(destination=owner, path=advertisement, interface=PROPERTIES, member="GetAll",
-                    signature="s", body=[ADVERTISEMENT])
+            Message(
+                destination=owner,
+                path=advertisement,
+                interface=PROPERTIES,
+                member="GetAll",
+                signature="s",
+                body=[ADVERTISEMENT],
+            )
         )
         assert reply is not None
         if reply.message_type == MessageType.ERROR:
@@ -334,8 +374,14 @@ class AdvertisingManager(ServiceInterface):
         )
         await world.watch_owner(owner)
         self.ads[(owner, advertisement)] = Registration(owner, advertisement, props, frame)
-        log.info("advertisement %s of %s registered on %s: adv %s scan %s", advertisement, owner,
-                 self.adapter.path, frame.adv_data.hex(), frame.scan_response.hex())
+        log.info(
+            "advertisement %s of %s registered on %s: adv %s scan %s",
+            advertisement,
+            owner,
+            self.adapter.path,
+            frame.adv_data.hex(),
+            frame.scan_response.hex(),
+        )
         self.emit_properties_changed({"ActiveInstances": len(self.ads)})
 
     @dbus_method()
@@ -345,7 +391,9 @@ class AdvertisingManager(ServiceInterface):
             raise DBusError(errors.DOES_NOT_EXIST, "Does Not Exist")
         self.emit_properties_changed({"ActiveInstances": len(self.ads)})
 
-    def update(self, owner: str, path: str, changed: dict[str, Variant], invalidated: list[str]) -> None:
+    def update(
+        self, owner: str, path: str, changed: dict[str, Variant], invalidated: list[str]
+    ) -> None:
         """PropertiesChanged on a registered advertisement: refresh what goes on the air.
 
         A refresh that does not fit has nobody to reply to on BlueZ: it is logged and the
@@ -362,7 +410,9 @@ class AdvertisingManager(ServiceInterface):
             frame = self.frame_for(props)
         except air.AdvertisementError as exc:
             reg.last_error = str(exc)
-            log.warning("advertisement %s refresh refused, old data stays on the air: %s", path, exc)
+            log.warning(
+                "advertisement %s refresh refused, old data stays on the air: %s", path, exc
+            )
             return
         reg.props, reg.frame, reg.last_error = props, frame, None
         reg.updates += 1
@@ -378,17 +428,21 @@ class AdvertisingManager(ServiceInterface):
         out = []
         for reg in self.ads.values():
             report = air.decode(reg.frame)
-            out.append({
-                "adapter": self.adapter.path,
-                "owner": reg.owner,
-                "path": reg.path,
-                "adv_data": reg.frame.adv_data.hex(),
-                "scan_response": reg.frame.scan_response.hex(),
-                "connectable": reg.frame.connectable,
-                "local_name": report.name,
-                "service_uuids": list(report.uuids),
-                "manufacturer_data": {str(k): v.hex() for k, v in report.manufacturer_data.items()},
-                "updates": reg.updates,
-                "last_error": reg.last_error,
-            })
+            out.append(
+                {
+                    "adapter": self.adapter.path,
+                    "owner": reg.owner,
+                    "path": reg.path,
+                    "adv_data": reg.frame.adv_data.hex(),
+                    "scan_response": reg.frame.scan_response.hex(),
+                    "connectable": reg.frame.connectable,
+                    "local_name": report.name,
+                    "service_uuids": list(report.uuids),
+                    "manufacturer_data": {
+                        str(k): v.hex() for k, v in report.manufacturer_data.items()
+                    },
+                    "updates": reg.updates,
+                    "last_error": reg.last_error,
+                }
+            )
         return out

@@ -191,11 +191,16 @@ def build_frame(
     parts += _uuid_lists(adv.service_uuids, (AD_UUID16_ALL, AD_UUID32_ALL, AD_UUID128_ALL))
     parts += [
         (f"solicit {label}", data)
-        for label, data in _uuid_lists(adv.solicit_uuids, (AD_SOLICIT16, AD_SOLICIT32, AD_SOLICIT128))
+        for label, data in _uuid_lists(
+            adv.solicit_uuids, (AD_SOLICIT16, AD_SOLICIT32, AD_SOLICIT128)
+        )
     ]
     for company, data in adv.manufacturer_data.items():
         parts.append(
-            (f"manufacturer data 0x{company:04X}", _ad(AD_MANUFACTURER, company.to_bytes(2, "little") + data))
+            (
+                f"manufacturer data 0x{company:04X}",
+                _ad(AD_MANUFACTURER, company.to_bytes(2, "little") + data),
+            )
         )
     for svc, data in adv.service_data.items():
         size = uuid_size(svc)

@@ -80,8 +80,14 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 class VirtualBus:
     """A running private bus with org.bluez; see the module docstring."""
 
-    def __init__(self, address: str, config: WorldConfig, directory: Path, log_path: Path | None,
-                 control: ControlClient) -> None:
+    def __init__(
+        self,
+        address: str,
+        config: WorldConfig,
+        directory: Path,
+        log_path: Path | None,
+        control: ControlClient,
+    ) -> None:
         self.address = address
         self.config = config
         self.directory = directory
@@ -124,15 +130,20 @@ class VirtualBus:
     async def bluez_owner(self) -> str:
         """Unique name currently owning org.bluez ("" when bluetoothd is down)."""
         reply = await self.control.bus.call(
-            Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                    interface="org.freedesktop.DBus", member="GetNameOwner", signature="s",
-                    body=[BLUEZ])
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="GetNameOwner",
+                signature="s",
+                body=[BLUEZ],
+            )
         )
         if reply is None or reply.message_type == MessageType.ERROR:
             return ""
         return str(reply.body[0])
 
-    async def restart_bluetoothd(self, down: float = 0.0, timeout: float = STARTUP_TIMEOUT) -> None:
+    async def restart_bluetoothd(self, down: float = 0.0) -> None:
         """Simulate bluetoothd restarting: every org.bluez object and registration vanishes,
         then (``down`` seconds later) a fresh org.bluez appears.  Returns once it is back."""
         bus = self.control.bus
@@ -142,27 +153,37 @@ class VirtualBus:
             if msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == BLUEZ:
                 events.put_nowait((msg.body[1], msg.body[2]))
 
-        rule = f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{BLUEZ}'"
+        rule = (
+            f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{BLUEZ}'"
+        )
         await self._match("AddMatch", rule)
         bus.add_message_handler(on_message)
         try:
             old = await self.bluez_owner()
             await self.control.restart_bluetoothd(down)
-            async with asyncio.timeout(timeout + down):
+            async with asyncio.timeout(STARTUP_TIMEOUT + down):
                 while True:
                     _, new = await events.get()
                     if new and new != old:
                         return
         except TimeoutError:
-            raise VirtualBusError(f"org.bluez did not come back within {timeout + down:.1f} s") from None
+            raise VirtualBusError(
+                f"org.bluez did not come back within {STARTUP_TIMEOUT + down:.1f} s"
+            ) from None
         finally:
             bus.remove_message_handler(on_message)
             await self._match("RemoveMatch", rule)
 
     async def _match(self, member: str, rule: str) -> None:
         await self.control.bus.call(
-            Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                    interface="org.freedesktop.DBus", member=member, signature="s", body=[rule])
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member=member,
+                signature="s",
+                body=[rule],
+            )
         )
 
     async def drop_link(self, target: str = "") -> int:
@@ -170,7 +191,7 @@ class VirtualBus:
         return await self.control.drop_link(target)
 
     async def set_pairing_mode(self, mode: str) -> None:
-        """"just-works" (encrypted), "authenticated", or "reject" for the next Device1.Pair."""
+        """ "just-works" (encrypted), "authenticated", or "reject" for the next Device1.Pair."""
         await self.control.set_pairing_mode(mode)
 
     async def advertisements(self) -> list[dict[str, Any]]:
@@ -184,8 +205,12 @@ class VirtualBus:
         return await self.control.applications()
 
 
-async def _read_line(stream: asyncio.StreamReader | None, what: str, proc: asyncio.subprocess.Process,
-                     log_path: Path | None) -> str:
+async def _read_line(
+    stream: asyncio.StreamReader | None,
+    what: str,
+    proc: asyncio.subprocess.Process,
+    log_path: Path | None,
+) -> str:
     assert stream is not None
     try:
         line = await asyncio.wait_for(stream.readline(), STARTUP_TIMEOUT)
@@ -194,8 +219,9 @@ async def _read_line(stream: asyncio.StreamReader | None, what: str, proc: async
     if not line:
         await proc.wait()
         detail = ""
-        if log_path is not None and log_path.exists():
-            detail = ": " + log_path.read_text(errors="replace").strip()[-2000:]
+        if log_path is not None:
+            text = await asyncio.to_thread(log_path.read_text, errors="replace")
+            detail = ": " + text.strip()[-2000:]
         raise VirtualBusError(f"{what} exited with status {proc.returncode}{detail}")
     return line.decode().strip()
 
@@ -215,7 +241,9 @@ async def start_virtual_bus(
     config = config or WorldConfig()
     daemon_bin = shutil.which("dbus-daemon")
     if daemon_bin is None:
-        raise VirtualBusError("dbus-daemon not found: install the 'dbus' package (apt-get install dbus)")
+        raise VirtualBusError(
+            "dbus-daemon not found: install the 'dbus' package (apt-get install dbus)"
+        )
     directory = Path(tempfile.mkdtemp(prefix="smallbms-bus-"))
     procs: list[asyncio.subprocess.Process] = []
     control: ControlClient | None = None
@@ -225,10 +253,16 @@ async def start_virtual_bus(
         conf = directory / "bus.conf"
         conf.write_text(_BUS_CONFIG.format(directory=directory))
         daemon = await asyncio.create_subprocess_exec(
-            daemon_bin, "--nofork", "--nopidfile", "--print-address=1", f"--config-file={conf}",
-            stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+            daemon_bin,
+            "--nofork",
+            "--nopidfile",
+            "--print-address=1",
+            f"--config-file={conf}",
+            stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
             stderr=None if verbose else asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, start_new_session=True,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
         procs.append(daemon)
         address = await _read_line(daemon.stdout, "dbus-daemon", daemon, None)
@@ -243,14 +277,30 @@ async def start_virtual_bus(
             stderr = log_file
         else:
             stderr = log
-        argv = [sys.executable, "-m", "gatt.virtual.service", "--bus", address,
-                "--adapters", str(config.adapters), "--mtu", str(config.mtu),
-                "--pairing", config.pairing, "--report-interval", str(config.report_interval)]
+        argv = [
+            sys.executable,
+            "-m",
+            "gatt.virtual.service",
+            "--bus",
+            address,
+            "--adapters",
+            str(config.adapters),
+            "--mtu",
+            str(config.mtu),
+            "--pairing",
+            config.pairing,
+            "--report-interval",
+            str(config.report_interval),
+        ]
         if verbose:
             argv.append("--verbose")
         emulator = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=stderr, stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, start_new_session=True,
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
         procs.append(emulator)
         line = await _read_line(emulator.stdout, "the virtual BlueZ", emulator, log_path)

@@ -45,9 +45,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"DBUS_SYSTEM_BUS_ADDRESS={bus.address}", flush=True)
             print(
                 f"virtual BlueZ up: {config.adapters} adapters, peripheral hci0 "
-                f"({bus.address_of('hci0')}), centrals {', '.join(bus.central_adapters) or 'none'}; "
+                f"({bus.address_of('hci0')}), centrals {', '.join(bus.central_adapters)}; "
                 "Ctrl-C stops it",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
             await stop.wait()
         return 0

@@ -6,6 +6,7 @@ on a daemon and a bleak client running in others.  Results that are structures t
 strings, which keeps the D-Bus signatures trivial.
 """
 
+# ruff: noqa: N802  (D-Bus member names are BlueZ's CamelCase)
 
 import json
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,9 @@ class Control(ServiceInterface):
         from gatt.virtual.world import PAIRING_MODES  # noqa: PLC0415
 
         if mode not in PAIRING_MODES:
-            raise DBusError(errors.INVALID_ARGUMENTS, f"mode must be one of {', '.join(PAIRING_MODES)}")
+            raise DBusError(
+                errors.INVALID_ARGUMENTS, f"mode must be one of {', '.join(PAIRING_MODES)}"
+            )
         self.world.pairing = mode
 
     @dbus_method()
@@ -102,8 +105,14 @@ class ControlClient:
 
     async def _call(self, member: str, signature: str = "", body: list[Any] | None = None) -> Any:
         reply = await self.bus.call(
-            Message(destination=BLUEZ, path=CONTROL_PATH, interface=CONTROL, member=member,
-                    signature=signature, body=body or [])
+            Message(
+                destination=BLUEZ,
+                path=CONTROL_PATH,
+                interface=CONTROL,
+                member=member,
+                signature=signature,
+                body=body or [],
+            )
         )
         assert reply is not None
         if reply.message_type == MessageType.ERROR:

@@ -8,14 +8,16 @@ security the link has reached (pairing), the MTU, long reads, and the error tran
 app -> ATT -> central of :mod:`gatt.virtual.errors`.
 """
 
+# ruff: noqa: N802  (D-Bus member names are BlueZ's CamelCase)
 
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dbus_fast import Message, MessageFlag, MessageType, Variant
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
-from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
+from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from gatt.virtual import errors
 from gatt.virtual.dbus_types import (
@@ -116,7 +118,7 @@ class Device(ServiceInterface):
     def Trusted(self) -> Bool:
         return self.trusted
 
-    @Trusted.setter
+    @Trusted.setter  # type: ignore[no-redef]
     def Trusted(self, value: Bool) -> None:
         self.trusted = bool(value)
 
@@ -243,7 +245,11 @@ class Link:
         chrc = self.characteristic_for(ccc)
         if chrc is None or not chrc.sessions:
             return b"\x00\x00"
-        return b"\x02\x00" if "indicate" in chrc.attr.flags and "notify" not in chrc.attr.flags else b"\x01\x00"
+        return (
+            b"\x02\x00"
+            if "indicate" in chrc.attr.flags and "notify" not in chrc.attr.flags
+            else b"\x01\x00"
+        )
 
     # -- ATT ------------------------------------------------------------------------------
 
@@ -269,7 +275,9 @@ class Link:
     def _interface(self, attr: Attribute) -> str:
         return GATT_CHARACTERISTIC if attr.kind == "characteristic" else GATT_DESCRIPTOR
 
-    async def _call_app(self, attr: Attribute, member: str, signature: str, body: list[Any], *, writing: bool) -> Message:
+    async def _call_app(
+        self, attr: Attribute, member: str, signature: str, body: list[Any], *, writing: bool
+    ) -> Message:
         msg = Message(
             destination=attr.owner,
             path=attr.remote_path,
@@ -281,7 +289,9 @@ class Link:
         try:
             reply = await asyncio.wait_for(self.world.bus.call(msg), ATT_TIMEOUT)
         except TimeoutError:
-            log.warning("ATT timeout: %s %s did not answer; dropping the link", attr.remote_path, member)
+            log.warning(
+                "ATT timeout: %s %s did not answer; dropping the link", attr.remote_path, member
+            )
             self.world.disconnect(self, "timeout")
             raise DBusError(errors.FAILED, "Operation failed with ATT error: 0x0e") from None
         self._check_up()
@@ -289,7 +299,14 @@ class Link:
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
             code = errors.att_code_for_app_error(reply.error_name, text, writing=writing)
-            log.info("%s %s -> %s %r -> ATT 0x%02x", attr.remote_path, member, reply.error_name, text, code)
+            log.info(
+                "%s %s -> %s %r -> ATT 0x%02x",
+                attr.remote_path,
+                member,
+                reply.error_name,
+                text,
+                code,
+            )
             self._raise_att(code)
         return reply
 
@@ -308,7 +325,9 @@ class Link:
         value = b""
         pos = offset
         while True:
-            reply = await self._call_app(attr, "ReadValue", "a{sv}", [self._options(pos)], writing=False)
+            reply = await self._call_app(
+                attr, "ReadValue", "a{sv}", [self._options(pos)], writing=False
+            )
             chunk = bytes(reply.body[0])[:chunk_max]
             value += chunk
             pos += len(chunk)
@@ -335,7 +354,14 @@ class Link:
                 raise DBusError(errors.FAILED, "Failed to initiate write")
             need = required_security(flags, _WRITE_SECURITY)
             if "write-without-response" in flags and self.security >= need:
-                self.world.send_to_app(attr.owner, attr.remote_path, self._interface(attr), "WriteValue", "aya{sv}", body)
+                self.world.send_to_app(
+                    attr.owner,
+                    attr.remote_path,
+                    self._interface(attr),
+                    "WriteValue",
+                    signature="aya{sv}",
+                    body=body,
+                )
             else:
                 log.info("write command to %s dropped by the server", attr.remote_path)
             return

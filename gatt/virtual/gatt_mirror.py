@@ -12,14 +12,16 @@ The mirror objects forward ``ReadValue``/``WriteValue`` to the application throu
 (:class:`gatt.virtual.device.Link`), which applies ATT rules: MTU, permissions, pairing.
 """
 
+# ruff: noqa: N802  (D-Bus member names are BlueZ's CamelCase)
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dbus_fast import Variant
+from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
-from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
+from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from gatt.virtual import errors
 from gatt.virtual.dbus_types import (

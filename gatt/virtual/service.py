@@ -32,13 +32,21 @@ async def _flush(bus: MessageBus) -> None:
     """A round trip to the bus daemon: everything queued before it has been written."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
-            bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                             interface="org.freedesktop.DBus.Peer", member="Ping")),
+            bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus.Peer",
+                    member="Ping",
+                )
+            ),
             2.0,
         )
 
 
-async def serve(address: str, config: WorldConfig, ready: Callable[[str], None], stop: asyncio.Event) -> int:
+async def serve(
+    address: str, config: WorldConfig, ready: Callable[[str], None], stop: asyncio.Event
+) -> int:
     """Serve org.bluez until ``stop`` is set (0) or the bus disappears (1)."""
     first = True
     while True:
@@ -48,7 +56,7 @@ async def serve(address: str, config: WorldConfig, ready: Callable[[str], None],
         if first:
             ready(bus.unique_name or "")
             first = False
-        lost = asyncio.ensure_future(bus.wait_for_disconnect())
+        lost = asyncio.ensure_future(bus.wait_for_disconnect())  # type: ignore[no-untyped-call]
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({world.finished, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
         restart_after = world.finished.result() if world.finished.done() else None
@@ -67,44 +75,66 @@ async def serve(address: str, config: WorldConfig, ready: Callable[[str], None],
         if restart_after is None or stop.is_set():
             return 0
         log.info("bluetoothd restart: org.bluez gone for %.3f s", restart_after)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), restart_after)
             return 0
-        except TimeoutError:
-            pass
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gatt.virtual.service", description=__doc__)
     add_world_options(parser)
-    parser.add_argument("--bus", default=os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", ""),
-                        help="D-Bus address to serve on (default: $DBUS_SYSTEM_BUS_ADDRESS)")
+    parser.add_argument(
+        "--bus",
+        default=os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", ""),
+        help="D-Bus address to serve on (default: $DBUS_SYSTEM_BUS_ADDRESS)",
+    )
     return parser
 
 
 def add_world_options(parser: argparse.ArgumentParser) -> None:
     defaults = WorldConfig()
-    parser.add_argument("--adapters", type=int, default=defaults.adapters,
-                        help="number of adapters hci0..hciN-1 (default %(default)s: hci0 "
-                             "peripheral, hci1 central)")
-    parser.add_argument("--mtu", type=int, default=defaults.mtu,
-                        help="ATT MTU of every link (default %(default)s)")
-    parser.add_argument("--pairing", choices=PAIRING_MODES, default=defaults.pairing,
-                        help="what Device1.Pair achieves (default %(default)s)")
-    parser.add_argument("--report-interval", type=float, default=defaults.report_interval,
-                        help="seconds between advertising reports while scanning (default %(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every registration and link")
+    parser.add_argument(
+        "--adapters",
+        type=int,
+        default=defaults.adapters,
+        help="number of adapters hci0..hciN-1 (default %(default)s: hci0 peripheral, hci1 central)",
+    )
+    parser.add_argument(
+        "--mtu", type=int, default=defaults.mtu, help="ATT MTU of every link (default %(default)s)"
+    )
+    parser.add_argument(
+        "--pairing",
+        choices=PAIRING_MODES,
+        default=defaults.pairing,
+        help="what Device1.Pair achieves (default %(default)s)",
+    )
+    parser.add_argument(
+        "--report-interval",
+        type=float,
+        default=defaults.report_interval,
+        help="seconds between advertising reports while scanning (default %(default)s)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every registration and link"
+    )
 
 
 def config_from(args: argparse.Namespace) -> WorldConfig:
-    return WorldConfig(adapters=args.adapters, mtu=args.mtu, report_interval=args.report_interval,
-                       pairing=args.pairing)
+    return WorldConfig(
+        adapters=args.adapters,
+        mtu=args.mtu,
+        report_interval=args.report_interval,
+        pairing=args.pairing,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="virtual-bluez %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="virtual-bluez %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     if not args.bus:
         print("error: no bus address (--bus or DBUS_SYSTEM_BUS_ADDRESS)", file=sys.stderr)
         return 2

@@ -71,7 +71,9 @@ class WorldConfig:
         if self.report_interval <= 0:
             raise ValueError("report_interval must be positive")
         if self.pairing not in PAIRING_MODES:
-            raise ValueError(f"pairing must be one of {', '.join(PAIRING_MODES)}, not {self.pairing!r}")
+            raise ValueError(
+                f"pairing must be one of {', '.join(PAIRING_MODES)}, not {self.pairing!r}"
+            )
 
 
 class Root(ServiceInterface):
@@ -114,7 +116,7 @@ class World:
         log.info("org.bluez up as %s with %d adapters", self.bus.unique_name, len(self.adapters))
 
     def request_stop(self, restart_after: float | None) -> None:
-        """End this World; ``restart_after`` seconds later a new one takes org.bluez (None: stop)."""
+        """End this World; ``restart_after`` s later a new one takes org.bluez (None: stop)."""
         if not self.finished.done():
             self.finished.set_result(restart_after)
 
@@ -143,7 +145,8 @@ class World:
     def _on_properties_changed(self, msg: Message) -> None:
         iface, changed, invalidated = msg.body
         sender, path = msg.sender, msg.path
-        assert sender is not None and path is not None
+        assert sender is not None
+        assert path is not None
         if iface == ADVERTISEMENT:
             for adapter in self.adapters:
                 adapter.advertising.update(sender, path, changed, invalidated)
@@ -157,8 +160,14 @@ class World:
 
     async def _dbus_call(self, member: str, rule: str) -> None:
         reply = await self.bus.call(
-            Message(destination=DBUS, path="/org/freedesktop/DBus", interface=DBUS,
-                    member=member, signature="s", body=[rule])
+            Message(
+                destination=DBUS,
+                path="/org/freedesktop/DBus",
+                interface=DBUS,
+                member=member,
+                signature="s",
+                body=[rule],
+            )
         )
         if reply is not None and reply.message_type == MessageType.ERROR:
             log.warning("%s %s failed: %s", member, rule, reply.body)
@@ -172,10 +181,26 @@ class World:
             self.watched.add(owner)
             await self.add_match(self._owner_rule(owner))
 
-    def send_to_app(self, owner: str, path: str, interface: str, member: str, signature: str, body: list[Any]) -> None:
+    def send_to_app(
+        self,
+        owner: str,
+        path: str,
+        interface: str,
+        member: str,
+        *,
+        signature: str = "",
+        body: list[Any] | None = None,
+    ) -> None:
         """A call whose reply BlueZ does not wait for (write command, Start/StopNotify)."""
-        msg = Message(destination=owner, path=path, interface=interface, member=member,
-                      signature=signature, body=body, flags=MessageFlag.NO_REPLY_EXPECTED)
+        msg = Message(
+            destination=owner,
+            path=path,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body or [],
+            flags=MessageFlag.NO_REPLY_EXPECTED,
+        )
         self.bus.send(msg)
 
     # -- owners going away ------------------------------------------------------------------
@@ -195,7 +220,9 @@ class World:
             link.drop_sender(owner)
         if owner in self.watched:
             self.watched.discard(owner)
-            asyncio.get_running_loop().create_task(self._dbus_call("RemoveMatch", self._owner_rule(owner)))
+            asyncio.get_running_loop().create_task(
+                self._dbus_call("RemoveMatch", self._owner_rule(owner))
+            )
 
     # -- applications -----------------------------------------------------------------------
 
@@ -205,21 +232,28 @@ class World:
             if link.peripheral.local is adapter:
                 link.mirror(app)
 
-    def application_removed(self, adapter: Adapter, app: Application, *, owner_gone: bool = False) -> None:
+    def application_removed(
+        self, adapter: Adapter, app: Application, *, owner_gone: bool = False
+    ) -> None:
         for link in self.links:
             if link.peripheral.local is adapter:
                 link.unmirror(app)
         for attr in app.attributes:
             self.notify_counts.pop((adapter.path, attr.owner, attr.remote_path), None)
-        log.info("application %s of %s removed from %s%s", app.path, app.owner, adapter.path,
-                 " (its owner left the bus)" if owner_gone else "")
+        log.info(
+            "application %s of %s removed from %s%s",
+            app.path,
+            app.owner,
+            adapter.path,
+            " (its owner left the bus)" if owner_gone else "",
+        )
 
     def notify_subscribe(self, adapter: Adapter, attr: Attribute) -> None:
         """BlueZ counts CCC enables per characteristic; the app hears StartNotify on the first."""
         key = (adapter.path, attr.owner, attr.remote_path)
         self.notify_counts[key] = self.notify_counts.get(key, 0) + 1
         if self.notify_counts[key] == 1:
-            self.send_to_app(attr.owner, attr.remote_path, GATT_CHARACTERISTIC, "StartNotify", "", [])
+            self.send_to_app(attr.owner, attr.remote_path, GATT_CHARACTERISTIC, "StartNotify")
 
     def notify_unsubscribe(self, adapter: Adapter, attr: Attribute) -> None:
         key = (adapter.path, attr.owner, attr.remote_path)
@@ -229,7 +263,7 @@ class World:
         if count == 1:
             del self.notify_counts[key]
             if any(a.owner == attr.owner for a in adapter.gatt.apps.values()):
-                self.send_to_app(attr.owner, attr.remote_path, GATT_CHARACTERISTIC, "StopNotify", "", [])
+                self.send_to_app(attr.owner, attr.remote_path, GATT_CHARACTERISTIC, "StopNotify")
         else:
             self.notify_counts[key] = count - 1
 
@@ -254,7 +288,9 @@ class World:
             reg = regs[self.ticks % len(regs)]  # several instances take turns on the air
             report = air.decode(reg.frame)
             filters = [central.discovery.filters.get(s) for s in central.discovery.sessions]
-            if filters and all(f is not None and not f.accepts(report, peripheral.address, rssi) for f in filters):
+            if filters and all(
+                f is not None and not f.accepts(report, peripheral.address, rssi) for f in filters
+            ):
                 continue
             path = device_path(central.path, peripheral.address)
             dev = central.devices.get(path)
@@ -274,14 +310,18 @@ class World:
                 continue
             for key, value in fields.items():
                 setattr(dev, key, value)
-            dev.emit_properties_changed({
-                "RSSI": dev.rssi,
-                "Name": dev.remote_name,
-                "Alias": dev.remote_name or dev.peer.address.replace(":", "-"),
-                "UUIDs": dev.uuids,
-                "ManufacturerData": {k: Variant("ay", v) for k, v in dev.manufacturer_data.items()},
-                "ServiceData": {k: Variant("ay", v) for k, v in dev.service_data.items()},
-            })
+            dev.emit_properties_changed(
+                {
+                    "RSSI": dev.rssi,
+                    "Name": dev.remote_name,
+                    "Alias": dev.remote_name or dev.peer.address.replace(":", "-"),
+                    "UUIDs": dev.uuids,
+                    "ManufacturerData": {
+                        k: Variant("ay", v) for k, v in dev.manufacturer_data.items()
+                    },
+                    "ServiceData": {k: Variant("ay", v) for k, v in dev.service_data.items()},
+                }
+            )
 
     def device_on(self, local: Adapter, peer: Adapter) -> Device:
         path = device_path(local.path, peer.address)
@@ -303,7 +343,9 @@ class World:
         central, peripheral = device.local, device.peer
         if not central.powered:
             raise DBusError(errors.NOT_READY, "Resource Not Ready")
-        if not peripheral.powered or not any(r.frame.connectable for r in peripheral.advertising.ads.values()):
+        if not peripheral.powered or not any(
+            r.frame.connectable for r in peripheral.advertising.ads.values()
+        ):
             raise DBusError(errors.FAILED, "Software caused connection abort")
         peer_dev = self.device_on(peripheral, central)
         security = self.bonds.get((central.address, peripheral.address), 0)
@@ -329,7 +371,12 @@ class World:
         link.central.link = None
         link.peripheral.set_state(connected=False)
         link.peripheral.link = None
-        log.info("%s disconnected from %s (%s)", link.central.local.path, link.peripheral.local.path, reason)
+        log.info(
+            "%s disconnected from %s (%s)",
+            link.central.local.path,
+            link.peripheral.local.path,
+            reason,
+        )
 
     async def pair(self, device: Device) -> None:
         if device.paired:
@@ -338,14 +385,23 @@ class World:
             await self.connect(device)
         link = device.link
         assert link is not None
-        if self.pairing == "reject" or not link.peripheral.local.pairable or not link.central.local.pairable:
+        if (
+            self.pairing == "reject"
+            or not link.peripheral.local.pairable
+            or not link.central.local.pairable
+        ):
             raise DBusError(errors.AUTHENTICATION_FAILED, "Authentication Failed")
         level = SECURITY_AUTHENTICATED if self.pairing == "authenticated" else SECURITY_ENCRYPTED
         link.security = level
         self.bonds[(link.central.local.address, link.peripheral.local.address)] = level
         link.central.set_state(paired=True)
         link.peripheral.set_state(paired=True)
-        log.info("%s paired with %s (%s)", link.central.local.path, link.peripheral.local.path, self.pairing)
+        log.info(
+            "%s paired with %s (%s)",
+            link.central.local.path,
+            link.peripheral.local.path,
+            self.pairing,
+        )
 
     async def remove_device(self, dev: Device) -> None:
         if dev.link is not None:
@@ -396,7 +452,12 @@ class World:
         from gatt.virtual.gatt_mirror import describe  # noqa: PLC0415
 
         return [
-            {"adapter": a.path, "owner": app.owner, "path": app.path,
-             "attributes": [describe(attr) for attr in app.attributes]}
-            for a in self.adapters for app in a.gatt.apps.values()
+            {
+                "adapter": a.path,
+                "owner": app.owner,
+                "path": app.path,
+                "attributes": [describe(attr) for attr in app.attributes],
+            }
+            for a in self.adapters
+            for app in a.gatt.apps.values()
         ]

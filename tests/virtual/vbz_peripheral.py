@@ -70,7 +70,9 @@ class Peripheral:
         server.write_request_func = self._write
         await server.add_new_service(SERVICE)
         rw = Perm.readable | Perm.writeable
-        await server.add_new_characteristic(SERVICE, READ_CHAR, Prop.read, bytearray(b"hello"), Perm.readable)
+        await server.add_new_characteristic(
+            SERVICE, READ_CHAR, Prop.read, bytearray(b"hello"), Perm.readable
+        )
         await server.add_new_characteristic(
             SERVICE, WRITE_CHAR, Prop.write | Prop.write_without_response, None, Perm.writeable
         )
@@ -78,7 +80,10 @@ class Peripheral:
             SERVICE, NOTIFY_CHAR, Prop.notify | Prop.read, bytearray(b"\x00"), Perm.readable
         )
         await server.add_new_characteristic(
-            SERVICE, SECRET_CHAR, Prop.read | Prop.write, None,
+            SERVICE,
+            SECRET_CHAR,
+            Prop.read | Prop.write,
+            None,
             Perm.read_encryption_required | Perm.write_encryption_required | rw,
         )
         await server.add_new_characteristic(SERVICE, LONG_CHAR, Prop.read, None, Perm.readable)
