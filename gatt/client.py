@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import math
 import re
+import secrets
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -107,6 +108,12 @@ class LinkLost(ClientError):  # noqa: N818 (the names users and callers know)
     """The Bluetooth link dropped during an operation."""
 
     exit_code = 6
+
+
+class PairingFailed(ClientError):  # noqa: N818
+    """The device (or the local BlueZ) refused to pair, so the link cannot be encrypted."""
+
+    exit_code = 4
 
 
 class NoBluetooth(ClientError):  # noqa: N818 (the names users and callers know)
@@ -205,6 +212,39 @@ class ScanResult:
 
 def _bluez(adapter: str | None) -> dict[str, Any]:
     return {"adapter": adapter} if adapter else {}
+
+
+VIRTUAL_BLUEZ_INTERFACE = "org.smallbms.VirtualBlueZ1"  # gatt/virtual's control interface
+VIRTUAL_CENTRAL_ADAPTER = "hci1"  # on the virtual BlueZ, hci0 is the daemon's peripheral
+_PROBE_TIMEOUT_S = 2.0
+
+
+async def default_adapter() -> str | None:
+    """The adapter to use when the user names none: ``hci1`` on the virtual BlueZ (whose
+    ``hci0`` is the daemon's own, and which bleak would otherwise pick), else None (bleak's
+    choice).  Any problem reaching the bus answers None: bleak then reports it properly."""
+    from dbus_fast import BusType, Message, MessageType  # noqa: PLC0415
+    from dbus_fast.aio import MessageBus  # noqa: PLC0415
+
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+            try:
+                reply = await bus.call(
+                    Message(
+                        destination="org.bluez",
+                        path="/org/bluez",
+                        interface="org.freedesktop.DBus.Introspectable",
+                        member="Introspect",
+                    )
+                )
+            finally:
+                bus.disconnect()
+    except Exception:  # any failure means "not the virtual bus"
+        return None
+    if reply is None or reply.message_type != MessageType.METHOD_RETURN or not reply.body:
+        return None
+    return VIRTUAL_CENTRAL_ADAPTER if VIRTUAL_BLUEZ_INTERFACE in str(reply.body[0]) else None
 
 
 def _is_address(text: str) -> bool:
@@ -434,12 +474,37 @@ class SmallBmsClient:
                     f"{self.name} did not accept the connection within the timeout"
                 ) from exc
         self._client = client
+        await self._pair(client)
         if client.services.get_service(profile.SMALLBMS.uuid) is None:
             await self.disconnect()
             raise NotSmallBms(
                 f"{self.name} does not offer the smallbms service "
                 f"({profile.SMALLBMS.uuid}); is it a smallbms?"
             )
+
+    async def _pair(self, client: BleakClient) -> None:
+        """Pair (just-works; no-op when already bonded): every characteristic beyond Device
+        Information and Battery Level demands an encrypted link (docs/security.md)."""
+        try:
+            await client.pair()
+        except BleakDBusError as exc:
+            await self.disconnect()
+            if exc.dbus_error in ("org.bluez.Error.AlreadyExists",):
+                return
+            if exc.dbus_error in (
+                "org.bluez.Error.AuthenticationFailed",
+                "org.bluez.Error.AuthenticationRejected",
+                "org.bluez.Error.AuthenticationCanceled",
+                "org.bluez.Error.AuthenticationTimeout",
+            ):
+                raise PairingFailed(
+                    f"{self.name} refused to pair ({exc.dbus_error.rsplit('.', 1)[-1]}); "
+                    "remove the old bond (`bluetoothctl remove ADDRESS`) and try again"
+                ) from exc
+            raise translate(exc, doing=f"pairing with {self.name}") from exc
+        except (BleakError, OSError, EOFError, TimeoutError) as exc:
+            await self.disconnect()
+            raise translate(exc, doing=f"pairing with {self.name}") from exc
 
     async def disconnect(self) -> None:
         """Close the link (idempotent, never raises)."""
@@ -464,6 +529,17 @@ class SmallBmsClient:
         return self._client
 
     # --- raw access ---------------------------------------------------------------------------
+    @property
+    def bleak(self) -> BleakClient:
+        """The underlying bleak client (descriptors, raw GATT), for tests and tools."""
+        return self._bleak()
+
+    async def write_protected(self, key: str, body: bytes) -> int:
+        """Write ``body`` in the session envelope (authenticating if needed), as every
+        PIN-protected write travels; returns the sequence number used.  For tools and tests:
+        the typed methods below encode the bodies."""
+        return await self._write_sealed(key, lambda _s, _k: body)
+
     async def read_raw(self, key: str) -> bytes:
         """The bytes of a characteristic by its profile key (no authentication)."""
         client = self._bleak()
@@ -507,13 +583,22 @@ class SmallBmsClient:
             raise translate(exc, doing="sending the PIN proof") from exc
         except (BleakError, OSError, EOFError, TimeoutError) as exc:
             raise translate(exc, doing="sending the PIN proof") from exc
-        self._session = session
+        # a random first sequence number: results are indicated to every subscribed central,
+        # so ours are told apart by (opcode, seq); a shared start of 1 would collide
+        self._session = security.ClientSession(
+            key=session.key, next_seq=1 + secrets.randbelow(FIRST_SEQ_RANGE)
+        )
 
     async def _ensure_session(self) -> security.ClientSession:
         if self._session is None:
             await self.authenticate()
         assert self._session is not None
         return self._session
+
+    @property
+    def authenticated(self) -> bool:
+        """A PIN session is open on our side (the device may still have closed it)."""
+        return self._session is not None
 
     def _next_seq(self) -> tuple[security.ClientSession, int]:
         session = self._session

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import math
 import os
 import sys
@@ -42,6 +43,7 @@ from gatt.client import (
     ClientError,
     ScanResult,
     SmallBmsClient,
+    default_adapter,
     scan,
 )
 
@@ -413,6 +415,8 @@ _CONNECTED: dict[str, Callable[[SmallBmsClient, argparse.Namespace], Awaitable[i
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.adapter is None:
+        args.adapter = await default_adapter()
     if args.subcommand == "scan":
         return await _run_scan(args)
     pin = args.pin if args.pin is not None else os.environ.get(PIN_ENV_VAR)
@@ -542,6 +546,17 @@ _DEFAULTS: dict[str, object] = {
 }
 
 
+def _quiet_libraries() -> None:
+    """Keep library log records (bleak warnings, dbus-fast handler tracebacks when a bless
+    server registers while we listen) off the user's terminal: every failure that matters
+    reaches the user as one ClientError line.  SMALLBMS_CLIENT_DEBUG=1 shows them."""
+    if os.environ.get("SMALLBMS_CLIENT_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG)
+        return
+    for name in ("bleak", "dbus_fast"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``smallbms-client``; returns the exit status (see the module docstring)."""
     parser = build_parser()
@@ -552,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.subcommand is None:
         parser.print_help()
         return EXIT_USAGE
+    _quiet_libraries()
     try:
         return asyncio.run(_run(args))
     except ClientError as exc:
