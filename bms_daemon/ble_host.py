@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -65,17 +66,22 @@ async def bluez_present() -> bool:
 
 
 def _virtual_bus_factory() -> Any:
-    """The virtual BlueZ's async context manager (from the "virtual-bluez" engineer)."""
+    """``gatt.virtual.bus.start_virtual_bus`` (the "virtual-bluez" engineer's launcher)."""
+    if shutil.which("dbus-daemon") is None:
+        raise BleUnavailableError(
+            "no BlueZ on the system bus and no dbus-daemon to start the virtual one "
+            "(apt-get install dbus)"
+        )
     try:
-        module = importlib.import_module("gatt.virtual")
+        module = importlib.import_module("gatt.virtual.bus")
     except ImportError as exc:
-        raise BleUnavailableError(f"the virtual BlueZ (gatt.virtual) is not available: {exc}"
-                                  ) from exc
-    for name in ("virtual_bluez", "start_virtual_bus", "VirtualBus"):
-        factory = getattr(module, name, None)
-        if factory is not None:
-            return factory
-    raise BleUnavailableError("the virtual BlueZ (gatt.virtual) offers no way to start it yet")
+        raise BleUnavailableError(
+            f"the virtual BlueZ (gatt.virtual.bus) is not available: {exc}"
+        ) from exc
+    factory = getattr(module, "start_virtual_bus", None)
+    if factory is None:
+        raise BleUnavailableError("gatt.virtual.bus offers no start_virtual_bus")
+    return factory
 
 
 @contextlib.asynccontextmanager

@@ -158,13 +158,18 @@ class Daemon:
     def _report(self, status: Status, driven: Outputs, now: float) -> None:
         seen = self._seen
         if driven != seen.outputs:
+            reasons = {
+                key: str(value)
+                for key, value in (("discharge_reason", status.discharge_reason),
+                                   ("charge_reason", status.charge_reason))
+                if value is not None
+            }
             log.info(
                 "outputs",
                 load=_level(driven.load),
                 charger=_level(driven.charger),
                 prealarm=_level(driven.prealarm),
-                discharge_reason=_text(status.discharge_reason),
-                charge_reason=_text(status.charge_reason),
+                **reasons,
             )
             seen.outputs = driven
         codes = frozenset(str(code) for code in status.codes)
@@ -185,8 +190,8 @@ class Daemon:
             log.info("remote", remote="on" if status.remote else "off")
             seen.remote = status.remote
         if seen.status_logged_at is None or now - seen.status_logged_at >= STATUS_LOG_INTERVAL_S:
-            log.info("status", soc=_soc(status.soc), voltage=status.voltage,
-                     current=status.current, ttg_min=status.ttg_min)
+            log.info("status", soc=_soc(status.soc), voltage=_round(status.voltage, 2),
+                     current=_round(status.current, 2), ttg_min=_round(status.ttg_min, 0))
             seen.status_logged_at = now
 
         text = status_line(status, driven)
@@ -288,8 +293,8 @@ def _level(active: bool) -> str:
     return "high" if active else "floating"
 
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _soc(soc: float | None) -> str:

@@ -30,20 +30,24 @@ RUN = (
 class DaemonProcess:
     """A daemon subprocess; its JSON log lines and sd_notify messages arrive on queues."""
 
-    def __init__(self, state: Path, config: Path, notify_path: Path) -> None:
+    def __init__(
+        self, state: Path, config: Path, notify_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.state = state
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(notify_path))
         self.notify.settimeout(START_TIMEOUT_S)
-        env = dict(os.environ)
-        env.pop("STATE_DIRECTORY", None)
-        env["NOTIFY_SOCKET"] = str(notify_path)
+        environ = dict(os.environ)
+        environ.pop("STATE_DIRECTORY", None)
+        environ.pop("WATCHDOG_USEC", None)
+        environ.update(env or {})
+        environ["NOTIFY_SOCKET"] = str(notify_path)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", RUN, "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env=environ,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.log: list[dict[str, Any]] = []
@@ -92,8 +96,10 @@ class DaemonProcess:
             if any(line.startswith(prefix) for line in message.splitlines()):
                 return message
 
-    def terminate(self, timeout: float = START_TIMEOUT_S) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def terminate(
+        self, timeout: float = START_TIMEOUT_S, signum: int = signal.SIGTERM
+    ) -> int:
+        self.proc.send_signal(signum)
         code = self.proc.wait(timeout=timeout)
         while True:
             line = self.lines.get(timeout=timeout)
@@ -130,12 +136,21 @@ def daemon_config(tmp_path: Path) -> Path:
 def start_daemon(tmp_path: Path, daemon_config: Path) -> Iterator[Any]:
     started: list[DaemonProcess] = []
 
-    def start() -> DaemonProcess:
+    def start(config: Path | None = None, env: dict[str, str] | None = None) -> DaemonProcess:
         notify = tmp_path / f"notify-{len(started)}"
-        process = DaemonProcess(tmp_path / "state", daemon_config, notify)
+        process = DaemonProcess(tmp_path / "state", config or daemon_config, notify, env)
         started.append(process)
         return process
 
     yield start
     for process in started:
         process.close()
+
+
+def write_config(path: Path, state: Path, extra: str = "") -> Path:
+    """A test config (like the daemon_config fixture) with extra TOML appended per table."""
+    path.write_text(
+        f'[bms]\nstate_directory = "{state}"\nrate_hz = 10.0\n'
+        '[logging]\nformat = "json"\nlevel = "info"\n' + extra
+    )
+    return path
