@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import unit as units
+import systemd_unit as units
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError

@@ -1,0 +1,15 @@
+"""What real BlueZ 5.66 does, as the e2e tier observed it, for the virtual bus to match.
+
+The e2e probe case checks these against real bluetoothd in qemu (so a BlueZ update that
+changes them fails there), and tests/e2e/test_virtual_agrees.py checks the virtual BlueZ
+against the same values on every `make test`.  docs/testing.md lists each disagreement found.
+"""
+
+from __future__ import annotations
+
+# RegisterAdvertisement of a connectable advertisement whose data exceed 31 bytes (flags 3 +
+# 128-bit service UUID 18 + the readout's manufacturer data 28): bluetoothd logs "Advertising
+# data too long or couldn't be generated." and the kernel's MGMT status 0xea, and the D-Bus
+# caller gets this error, with this message and no detail.
+TOO_LONG_ERROR = "org.bluez.Error.Failed"
+TOO_LONG_MESSAGE = "Failed to register advertisement"

@@ -1,0 +1,61 @@
+"""The virtual BlueZ must answer as real BlueZ did in the e2e tier (tests/e2e/run.sh).
+
+Same probe code as the e2e probe case (guest/advert.py), run against the virtual bus instead
+of bluetoothd in qemu; the expected answers are real BlueZ's, recorded in guest/real_bluez.py
+and re-checked against real BlueZ by every e2e run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from advert import READOUT_LAYOUT, VICTRON_COMPANY_ID, Advertisement, register
+from bleak import BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from dbus_fast import BusType
+from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusError
+from real_bluez import TOO_LONG_ERROR, TOO_LONG_MESSAGE
+
+pytestmark = pytest.mark.ble
+
+SERVICE = "5b1e0000-0000-4e2e-9000-000000000001"
+SCAN_TIMEOUT_S = 10.0
+
+
+async def test_readout_next_to_a_128_bit_uuid_is_refused_like_real_bluez(
+    virtual_bus: object,
+) -> None:
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        adv = Advertisement(service_uuids=[SERVICE],
+                            manufacturer_data={VICTRON_COMPANY_ID: READOUT_LAYOUT},
+                            local_name="too-long")
+        with pytest.raises(DBusError) as refused:
+            await register(bus, "hci0", "/e2e/adv/too_long", adv)
+        assert refused.value.type == TOO_LONG_ERROR
+        assert refused.value.text == TOO_LONG_MESSAGE
+    finally:
+        bus.disconnect()
+
+
+async def test_readout_alone_fits_and_arrives_intact_like_real_bluez(virtual_bus: object) -> None:
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        adv = Advertisement(service_uuids=[],
+                            manufacturer_data={VICTRON_COMPANY_ID: READOUT_LAYOUT},
+                            local_name="readout")
+        await register(bus, "hci0", "/e2e/adv/readout", adv)
+        seen: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def on_advert(_: BLEDevice, data: AdvertisementData) -> None:
+            value = data.manufacturer_data.get(VICTRON_COMPANY_ID)
+            if value is not None and not seen.done():
+                seen.set_result(value)
+
+        async with BleakScanner(on_advert, bluez={"adapter": "hci1"}):
+            assert await asyncio.wait_for(seen, SCAN_TIMEOUT_S) == READOUT_LAYOUT
+    finally:
+        bus.disconnect()
