@@ -16,11 +16,17 @@ from typing import Any
 import pytest
 
 from gatt.virtual.bus import VirtualBus, start_virtual_bus
+from gatt.virtual.world import WorldConfig
 
 
 @pytest.fixture
-async def virtual_bus(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[VirtualBus]:
-    async with start_virtual_bus() as bus:
+async def virtual_bus(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[VirtualBus]:
+    """Parametrize indirectly with a WorldConfig for other settings, e.g. three adapters:
+    ``@pytest.mark.parametrize("virtual_bus", [WorldConfig(adapters=3)], indirect=True)``."""
+    config = getattr(request, "param", None) or WorldConfig()
+    async with start_virtual_bus(config) as bus:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)
         yield bus
 

@@ -162,8 +162,9 @@ def _ad(ad_type: int, payload: bytes) -> bytes:
 
 def _uuid_lists(uuids: Iterable[str], types: tuple[int, int, int]) -> list[tuple[str, bytes]]:
     parts: list[tuple[str, bytes]] = []
+    full = [normalise_uuid(u) for u in uuids]
     for size, ad_type, label in zip((2, 4, 16), types, ("16", "32", "128"), strict=True):
-        chosen = [u for u in uuids if uuid_size(u) == size]
+        chosen = [u for u in full if uuid_size(u) == size]
         if chosen:
             payload = b"".join(_uuid_bytes(u, size) for u in chosen)
             parts.append((f"{label}-bit UUIDs", _ad(ad_type, payload)))
@@ -202,7 +203,8 @@ def build_frame(
                 _ad(AD_MANUFACTURER, company.to_bytes(2, "little") + data),
             )
         )
-    for svc, data in adv.service_data.items():
+    for key, data in adv.service_data.items():
+        svc = normalise_uuid(key)
         size = uuid_size(svc)
         ad_type = {2: AD_SERVICE_DATA16, 4: AD_SERVICE_DATA32, 16: AD_SERVICE_DATA128}[size]
         parts.append((f"service data {svc}", _ad(ad_type, _uuid_bytes(svc, size) + data)))

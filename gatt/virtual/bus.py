@@ -93,6 +93,8 @@ class VirtualBus:
         self.directory = directory
         self.log_path = log_path
         self.control = control
+        self.pids: list[int] = []
+        """dbus-daemon and emulator process ids (gone once the context has exited)."""
         self._children: list[asyncio.subprocess.Process] = []
 
     @property
@@ -169,6 +171,51 @@ class VirtualBus:
         except TimeoutError:
             raise VirtualBusError(
                 f"org.bluez did not come back within {STARTUP_TIMEOUT + down:.1f} s"
+            ) from None
+        finally:
+            bus.remove_message_handler(on_message)
+            await self._match("RemoveMatch", rule)
+
+    async def wait_name_gone(self, name: str) -> None:
+        """Wait until unique name ``name`` has left the bus (a process died or disconnected).
+
+        The emulator hears the same NameOwnerChanged; a control call made after this returns
+        is answered after the emulator has cleaned up after ``name``.
+        """
+        bus = self.control.bus
+        gone = asyncio.Event()
+
+        def on_message(msg: Message) -> None:
+            if msg.member == "NameOwnerChanged" and msg.body[0] == name and not msg.body[2]:
+                gone.set()
+
+        rule = (
+            f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{name}'"
+        )
+        await self._match("AddMatch", rule)
+        bus.add_message_handler(on_message)
+        try:
+            reply = await bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="NameHasOwner",
+                    signature="s",
+                    body=[name],
+                )
+            )
+            if (
+                reply is not None
+                and reply.message_type == MessageType.METHOD_RETURN
+                and not reply.body[0]
+            ):
+                return
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                await gone.wait()
+        except TimeoutError:
+            raise VirtualBusError(
+                f"{name} is still on the bus after {STARTUP_TIMEOUT:.1f} s"
             ) from None
         finally:
             bus.remove_message_handler(on_message)
@@ -308,6 +355,7 @@ async def start_virtual_bus(
             raise VirtualBusError(f"unexpected output from the virtual BlueZ: {line!r}")
         control = await ControlClient.connect(address)
         bus = VirtualBus(address, config, directory, log_path, control)
+        bus.pids = [p.pid for p in procs]
         yield bus
     finally:
         if bus is not None:

@@ -2,7 +2,7 @@
 
 Used in-process (class :class:`Peripheral`) and as a child process
 (``python tests/virtual/vbz_peripheral.py``), which prints READY and then obeys one command per
-line on stdin: ``notify HEX``, ``mfr HEX``, ``quit``.
+line on stdin: ``notify HEX``, ``burst N``, ``mfr HEX``, ``quit`` (answering OK).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import asyncio
 import sys
 from typing import Any
 
-from bless import BlessServer  # type: ignore[import-untyped]
-from bless import GATTAttributePermissions as Perm
-from bless import GATTCharacteristicProperties as Prop
-from dbus_next.errors import DBusError  # type: ignore[import-untyped]
-from dbus_next.signature import Variant  # type: ignore[import-untyped]
+from bless import BlessServer  # type: ignore[attr-defined]
+from bless import GATTAttributePermissions as Perm  # type: ignore[attr-defined]
+from bless import GATTCharacteristicProperties as Prop  # type: ignore[attr-defined]
+from dbus_next.errors import DBusError
+from dbus_next.signature import Variant
 
 SERVICE = "12345678-1234-5678-1234-56789abcdef0"
 READ_CHAR = "12345678-1234-5678-1234-56789abcdef1"
@@ -54,11 +54,11 @@ class Peripheral:
     def _write(self, characteristic: Any, value: Any, **_: Any) -> None:
         data = bytes(value)
         if data == b"BAD":
-            raise DBusError("org.bluez.Error.InvalidValueLength", "too long")
+            raise DBusError("org.bluez.Error.InvalidValueLength", "too long")  # type: ignore[no-untyped-call]
         if data == b"BOOM":
             raise ValueError("plain exception")
         if data == b"APP":
-            raise DBusError("org.bluez.Error.Failed", "0x80")
+            raise DBusError("org.bluez.Error.Failed", "0x80")  # type: ignore[no-untyped-call]
         uuid = str(characteristic.uuid).lower()
         self.values[uuid] = data
         self.writes.append((uuid, data))
@@ -118,7 +118,7 @@ class Peripheral:
 async def _child(manufacturer: bytes | None) -> None:
     periph = Peripheral()
     await periph.start(manufacturer)
-    print("READY", flush=True)
+    print(f"READY {periph.server.bus.unique_name}", flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -126,6 +126,11 @@ async def _child(manufacturer: bytes | None) -> None:
         cmd, _, arg = line.partition(" ")
         if cmd == "notify":
             periph.notify(bytes.fromhex(arg))
+        elif cmd == "burst":  # N notifications as fast as bless can emit them
+            for i in range(int(arg)):
+                periph.notify(i.to_bytes(4, "little"))
+                if i % 64 == 63:
+                    await asyncio.sleep(0)  # let the writes drain
         elif cmd == "mfr":
             periph.set_manufacturer_data(bytes.fromhex(arg))
         elif cmd == "quit":
