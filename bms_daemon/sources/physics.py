@@ -46,6 +46,7 @@ HEAT_CAPACITY_J_PER_K_PER_WH = 9.0  # about 11.5 kJ/K for a 12.8 V 100 Ah batter
 SECONDS_PER_MONTH = 30 * 86400.0
 OVERCHARGE_LIMIT = 1.01  # a cell never holds more than 101 % of its capacity
 MAX_SUBSTEP_S = 5.0  # longer gaps are integrated in sub-steps so CV charging stays stable
+MAX_SUBSTEP_NO_CHARGER_S = 60.0  # without a charger the current is set by the loads: coarser
 SECONDS_PER_HOUR = 3600.0
 
 
@@ -220,7 +221,12 @@ class BankPhysics:
         """Integrate the bank over ``seconds`` with the environment in force."""
         if seconds <= 0.0:
             return
-        steps = max(1, math.ceil(seconds / MAX_SUBSTEP_S - 1e-9))
+        longest = MAX_SUBSTEP_S if self.charger_on and self.charge_a > 0.0 else (
+            MAX_SUBSTEP_NO_CHARGER_S
+        )
+        if self.thermal_time_constant_s > 0.0:  # keep the explicit thermal step stable
+            longest = min(longest, max(MAX_SUBSTEP_S, self.thermal_time_constant_s / 4.0))
+        steps = max(1, math.ceil(seconds / longest - 1e-9))
         h = seconds / steps
         for _ in range(steps):
             self._substep(h)
