@@ -222,3 +222,23 @@ async def test_ble_state_reaches_the_core_for_the_blue_led() -> None:
     daemon, bms, _, _ = _daemon(rate_hz=20.0, ble=ble)
     await _run_until(daemon, 5)
     assert any(inputs.ble_advertising for _, inputs in bms.steps)
+
+
+async def test_a_core_failure_floats_the_outputs_and_ends_the_run() -> None:
+    """A bug in the core must not leave outputs asserted: float, save what we can, exit."""
+
+    class Exploding(RecordingBms):
+        def step(self, readings: Readings | None, inputs: Inputs, now: float) -> Status:
+            if len(self.steps) >= 2:
+                raise ZeroDivisionError("core bug")
+            return super().step(readings, inputs, now)
+
+    bms = Exploding()
+    port = RecordingPort(bms)
+    daemon = Daemon(bms=bms, source=create_source({"type": "simulated"}),
+                    driver=OutputDriver(port), store=MemoryStore(), rate_hz=20.0)
+    with pytest.raises(ZeroDivisionError):
+        await asyncio.wait_for(daemon.run(asyncio.Event()), 30)
+    assert any(active for _, active, _ in port.sets)  # it did drive before the failure
+    assert not any(port.levels.values())
+    assert port.closed
