@@ -153,10 +153,8 @@ def translate(exc: BaseException, *, doing: str) -> ClientError:
             return NotAuthenticated(
                 f"the device refused {doing}: PIN needed (give --pin or ${PIN_ENV_VAR})"
             )
-        return RejectedValue(
-            f"the device rejected {doing}: {code.name.lower().replace('_', ' ')}",
-            reason=code.name,
-        )
+        words = profile.ATT_ERROR_MESSAGES.get(int(code)) or code.name.lower().replace("_", " ")
+        return RejectedValue(f"the device rejected {doing}: {words}", reason=words)
     if isinstance(exc, BleakDBusError):
         name = exc.dbus_error
         if name == "org.freedesktop.DBus.Error.ServiceUnknown":
@@ -714,6 +712,18 @@ class SmallBmsClient:
         if not result.ok:
             raise ClientError(f"{what} failed on {self.name}: {result.message}")
         return result
+
+    async def command_result(self, body: bytes) -> codec.CommandResult:
+        """Write a raw control-point body (opcode + argument) and return the indicated result
+        as it is, rejected or not: for tools and tests; ``command`` is the typed way."""
+        if not body:
+            raise RejectedValue("a command needs at least its opcode", reason="empty")
+        await self._subscribe_results()
+        seq = await self.write_protected("control_point", body)
+        try:
+            return await self._await_result(body[0], seq, REPLY_TIMEOUT)
+        except TimeoutError:
+            raise LinkLost(f"{self.name} did not answer within {REPLY_TIMEOUT:g} s") from None
 
     async def command(self, name: str, argument: str | float | None = None) -> str:
         """Run a command by name; returns the device's confirmation.

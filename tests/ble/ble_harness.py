@@ -109,6 +109,7 @@ class DaemonUnderTest:
     name: str
     started_to_advertised_s: float = 0.0
     _clients: list[SmallBmsClient] = field(default_factory=list)
+    _shared: SmallBmsClient | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -129,6 +130,15 @@ class DaemonUnderTest:
         c = self.client(pin, adapter)
         self.run(c.connect())
         return c
+
+    def shared(self) -> SmallBmsClient:
+        """The module's long-lived client (PIN, hci1), reconnected if its link dropped: most
+        tests need a client, not a fresh connection, and connecting costs a scan and a pairing."""
+        client = self._shared
+        if client is None or not client.connected:
+            client = self.connected()
+            self._shared = client
+        return client
 
     def session(self, pin: str | None = PIN, adapter: str = CENTRAL) -> _Session:
         """``with bms.session() as c:`` a connected client, disconnected afterwards."""

@@ -56,7 +56,7 @@ def restored(bms: DaemonUnderTest, c: SmallBmsClient) -> Iterator[dict[str, obje
 
 @pytest.mark.parametrize("name", sorted(VALID))
 def test_valid_value_is_stored(bms: DaemonUnderTest, name: str) -> None:
-    with bms.session() as c, restored(bms, c) as before:
+    with restored(bms, c := bms.shared()) as before:
         assert before[name] != VALID[name]
         assert bms.run(c.set_setting(name, VALID[name])) == {name: VALID[name]}
         after = bms.run(c.settings())
@@ -66,7 +66,7 @@ def test_valid_value_is_stored(bms: DaemonUnderTest, name: str) -> None:
 @pytest.mark.parametrize("name", sorted(INVALID))
 def test_out_of_range_is_refused_with_the_reason(bms: DaemonUnderTest, name: str) -> None:
     value, word = INVALID[name]
-    with bms.session() as c, restored(bms, c) as before:
+    with restored(bms, c := bms.shared()) as before:
         with pytest.raises(RejectedValue) as refused:
             bms.run(c.set_setting(name, value))
         assert word in refused.value.reason
@@ -77,15 +77,15 @@ def test_out_of_range_is_refused_with_the_reason(bms: DaemonUnderTest, name: str
 @pytest.mark.parametrize("name", sorted(codec.SETTING_CODECS))
 def test_wrong_length_is_refused_and_changes_nothing(bms: DaemonUnderTest, name: str) -> None:
     size = codec.SETTING_CODECS[name].size
-    with bms.session() as c, restored(bms, c) as before:
+    with restored(bms, c := bms.shared()) as before:
         for body in (b"", bytes(size + 1), bytes(size + 7)):
-            with pytest.raises(RejectedValue, match="invalid attribute value length"):
+            with pytest.raises(RejectedValue, match="wrong number of bytes"):
                 bms.run(c.write_protected(f"setting.{name}", body))
         assert bms.run(c.settings()) == before
 
 
 def test_boolean_setting_refuses_values_other_than_0_and_1(bms: DaemonUnderTest) -> None:
-    with bms.session() as c, restored(bms, c) as before:
+    with restored(bms, c := bms.shared()) as before:
         with pytest.raises(RejectedValue):
             bms.run(c.write_protected("setting.mode", b"\x02"))
         assert bms.run(c.settings()) == before
@@ -119,7 +119,7 @@ def test_mode_off_floats_both_outputs(bms: DaemonUnderTest) -> None:
         s = await c.status()
         return None if s.allowed_to_discharge or s.allowed_to_charge else s
 
-    with bms.session() as c, restored(bms, c):
+    with restored(bms, c := bms.shared()):
         bms.run(c.set_setting("mode", "off"))
         status = bms.run(until(lambda: outputs(c), within=10, what="both outputs floating"))
         assert status.mode is False
@@ -133,7 +133,7 @@ def test_instant_readout_off_removes_it_from_the_advertisement(bms: DaemonUnderT
         ours = [r for r in found if r.address == bms.address]
         return bool(ours) and ours[0].readout_note is not None and "none" in ours[0].readout_note
 
-    with bms.session() as c, restored(bms, c):
+    with restored(bms, c := bms.shared()):
         bms.run(c.set_setting("instant_readout", "off"))
         bms.run(until(readout_gone, within=10, what="readout gone from the advertisement"))
 
