@@ -33,6 +33,7 @@ from vbz_peripheral import (
     WRITE_CHAR,
     Peripheral,
 )
+from vbz_scenario import full_scenario
 
 from gatt.virtual.bus import VirtualBus
 from gatt.virtual.world import WorldConfig
@@ -97,6 +98,11 @@ async def get_property(path: str, interface: str, name: str) -> Any:
         return reply.body[0].value
     finally:
         bus.disconnect()
+
+
+async def test_full_scenario(virtual_bus: VirtualBus) -> None:
+    """The scenario benchmarks/loop_virtual_bus.py repeats 50 times."""
+    await asyncio.wait_for(full_scenario(virtual_bus), 60)
 
 
 async def test_scan_sees_manufacturer_data_change_over_time(peripheral: Peripheral) -> None:
