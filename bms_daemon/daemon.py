@@ -114,6 +114,10 @@ class Daemon:
         self._source_failing = False
         self._watchdog = systemd.watchdog_interval()
         self._last_ping: float | None = None
+        if self._watchdog is not None and self.period > self._watchdog:
+            log.warning("watchdog_too_short", loop_period_s=self.period,
+                        ping_every_s=self._watchdog,
+                        fix="raise WatchdogSec or [bms] rate_hz")
 
     # --- one tick -----------------------------------------------------------------------------
     def tick(self) -> Status:
@@ -334,6 +338,9 @@ def load_bms(config: Config, store: FileStore) -> tuple[BmsCore, dict[str, Any] 
         else:
             log.info("state_restored", file=str(store.path(STATE_NAME)),
                      soc=_soc(bms.status.soc))
+            if config.settings:
+                log.info("settings_seeds_ignored", seeds=sorted(config.settings),
+                         why="stored settings win after the first start")
             return bms, saved
     seeds = config.seed_settings()
     log.info("state_fresh", soc="unknown", settings_seeded=sorted(config.settings))

@@ -5,9 +5,12 @@ back (a line marked faulty with ``fail`` reads back wrong, exactly like a shorte
 can be exercised), and the remote input is debounced in software like gpiod's kernel debounce.
 
 So that a person or a test can *see* the outputs of a running daemon, the backend rewrites a
-small JSON file at every output change (``{"load": true, "charger": true, "prealarm": false,
-"led_blue": false, "led_red": false, "remote": true}``, True = driven high) when given
-``outputs_file``.  The remote input can be flipped from outside through ``remote_file``: a file
+small JSON file at every change of a terminal or of the remote input (``{"load": true,
+"charger": true, "prealarm": false, "remote": true}``, True = driven high) when given
+``outputs_file``.  The LEDs are left out of the file: a blinking LED would rewrite it twice a
+second for nothing (their levels are in ``levels`` for in-process tests).
+
+The remote input can be flipped from outside through ``remote_file``: a file
 containing ``0``/``off``/``open`` opens the loop, anything else (or no file) closes it.
 """
 
@@ -20,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from bms_daemon.gpio.base import OUTPUT_NAMES, GpioError
+from bms_daemon.gpio.base import OUTPUT_NAMES, TERMINALS, GpioError
 
 REMOTE_OFF_WORDS = frozenset({"0", "off", "open", "false", "no"})
 
@@ -82,7 +85,8 @@ class MemoryPort:
         if self.levels[name] != active:
             self.levels[name] = active
             self.writes += 1
-            self._publish()
+            if name in TERMINALS:
+                self._publish()
         readback = (not active) if name in self.faulty else self.levels[name]
         if readback != active:
             raise GpioError(
@@ -141,7 +145,7 @@ class MemoryPort:
     def _publish(self) -> None:
         if self.outputs_file is None:
             return
-        state: dict[str, bool] = dict(self.levels)
+        state = {name: level for name, level in self.levels.items() if name in TERMINALS}
         state["remote"] = self._remote
         write_levels(self.outputs_file, state)
 
@@ -166,6 +170,6 @@ def float_file(path: Path) -> None:
         loaded = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(loaded, dict):
             state = {str(k): bool(v) for k, v in loaded.items()}
-    for name in OUTPUT_NAMES:
+    for name in TERMINALS:
         state[name] = False
     write_levels(path, state)

@@ -30,8 +30,7 @@ class Clock:
 def test_memory_outputs_start_floating_and_are_observable(tmp_path: Path) -> None:
     port = open_port(GpioConfig(), tmp_path)
     observed = json.loads((tmp_path / "gpio-memory.json").read_text())
-    assert observed == {"load": False, "charger": False, "prealarm": False,
-                        "led_blue": False, "led_red": False, "remote": True}
+    assert observed == {"load": False, "charger": False, "prealarm": False, "remote": True}
     port.set_output("load", True)
     assert json.loads((tmp_path / "gpio-memory.json").read_text())["load"] is True
     port.close()
@@ -156,12 +155,11 @@ def test_blink_edges(now: float) -> None:
 
 def test_float_outputs_command_for_the_memory_backend(tmp_path: Path) -> None:
     (tmp_path / "gpio-memory.json").write_text(
-        '{"load": true, "charger": true, "prealarm": true, "led_red": true, "remote": true}'
+        '{"load": true, "charger": true, "prealarm": true, "remote": true}'
     )
     float_outputs(GpioConfig(), tmp_path)
     state = json.loads((tmp_path / "gpio-memory.json").read_text())
-    assert state == {"load": False, "charger": False, "prealarm": False,
-                     "led_blue": False, "led_red": False, "remote": True}
+    assert state == {"load": False, "charger": False, "prealarm": False, "remote": True}
 
 
 # --- gpiod backend: what we ask of the kernel (the package builds settings without hardware) ---
