@@ -177,7 +177,8 @@ class GattServer:
     # --- life cycle --------------------------------------------------------------------------
     async def start(self, manufacturer: tuple[int, bytes] | None = None) -> None:
         """Register the application and the advertisement; raises if BlueZ is not usable."""
-        await asyncio.wait_for(self._start(manufacturer), START_TIMEOUT_S)
+        async with asyncio.timeout(START_TIMEOUT_S):
+            await self._start(manufacturer)
 
     async def _start(self, manufacturer: tuple[int, bytes] | None) -> None:
         bless = _mod("bless")
@@ -231,7 +232,8 @@ class GattServer:
         if server is None:
             return
         try:
-            await asyncio.wait_for(self._unregister(server), STOP_TIMEOUT_S)
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self._unregister(server)
         except Exception as exc:  # BlueZ may be gone already: nothing to undo
             log.debug("ble_unregister_failed", error=repr(exc))
         try:

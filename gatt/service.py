@@ -219,8 +219,11 @@ class BleService:
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+        # arrives as the event is set, and run() would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     def _poke(self) -> None:

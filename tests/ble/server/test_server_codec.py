@@ -10,6 +10,7 @@ from ble_server_fakes import sample_status
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bms_daemon.core.bank import MODELS
 from bms_daemon.core.types import (
     BalancerState,
     BankStatus,
@@ -300,8 +301,6 @@ def test_reason_and_code_tables_cover_the_core_enums() -> None:
 
 
 def test_model_codes_match_the_core_models() -> None:
-    from bms_daemon.core.bank import MODELS
-
     assert set(codec.MODEL_CODES[1:]) == set(MODELS)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bms_daemon.core.settings import Settings
 from gatt import codec, profile, security
 from gatt.profile import Access, Prop
 
@@ -31,8 +32,6 @@ def test_only_device_information_and_battery_level_are_open() -> None:
 def test_every_setting_has_a_characteristic_except_the_pin() -> None:
     settings = {k.removeprefix("setting.") for k in profile.CHARACTERISTICS
                 if k.startswith("setting.")}
-    from bms_daemon.core.settings import Settings
-
     assert settings == set(Settings.names()) - {"pin"}
     for name in settings:
         ch = profile.CHARACTERISTICS[f"setting.{name}"]

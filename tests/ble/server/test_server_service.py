@@ -1,0 +1,461 @@
+"""BleService behaviour against a fake GATT server: what a central would see, without D-Bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+from ble_server_fakes import Clock, FakeConfig, FakeDevice, FakeServer, ServerFactory, sample_status
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bms_daemon.store import MemoryStore
+from gatt import codec, profile, security
+from gatt.broadcaster import ReadoutBroadcaster
+from gatt.server import AttError
+from gatt.service import BLUETOOTH_ON_AT_START_S, BleService
+
+PIN = "000000"
+
+
+async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for a condition the service reaches by itself (polled, bounded; no fixed sleeps)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - the fakes have no event to wait on
+            await asyncio.sleep(0.005)
+
+
+@dataclass
+class Rig:
+    device: FakeDevice
+    service: BleService
+    factory: ServerFactory
+    clock: Clock
+    store: MemoryStore
+
+    @property
+    def server(self) -> FakeServer:
+        return self.factory.current
+
+    def read(self, key: str) -> bytes:
+        return self.server.on_read(key)
+
+    def write(self, key: str, data: bytes) -> None:
+        self.server.on_write(key, data)
+
+    def login(self, pin: str = PIN) -> Session:
+        challenge = security.decode_challenge(self.read("auth"))
+        response, session = security.answer_challenge(pin, challenge)
+        self.write("auth", response)
+        return Session(self, session.key)
+
+    def tick(self) -> None:
+        """What the control loop does: a new status wakes the service."""
+        self.device.publish(self.device.status())
+
+
+class Session:
+    def __init__(self, rig: Rig, key: bytes) -> None:
+        self.rig, self.key, self.seq = rig, key, 0
+
+    def sealed(self, key: str, body: bytes) -> bytes:
+        self.seq += 1
+        return security.seal(self.key, profile.uuid_of(key), self.seq, body)
+
+    def write(self, key: str, body: bytes) -> None:
+        self.rig.write(key, self.sealed(key, body))
+
+    def set(self, name: str, value: object) -> None:
+        self.write(f"setting.{name}", codec.SETTING_CODECS[name].encode(value))
+
+    def command(self, body: bytes) -> codec.CommandResult:
+        before = len(self.rig.server.notified)
+        self.write("control_point", body)
+        sent = [v for k, v in self.rig.server.notified[before:] if k == "control_point"]
+        assert len(sent) == 1
+        result = codec.decode_result(sent[0])
+        assert result.seq == self.seq
+        return result
+
+
+@contextlib.asynccontextmanager
+async def running(device: FakeDevice | None = None, *, fail: bool = False,
+                  broadcaster: bool = True) -> AsyncIterator[Rig]:
+    device = device or FakeDevice()
+    factory, clock, store = ServerFactory(), Clock(), MemoryStore()
+    factory.fail = fail
+    bc = ReadoutBroadcaster.from_store(store, device.settings) if broadcaster else None
+    service = BleService(device, FakeConfig(), store, clock=clock, server_factory=factory,
+                         broadcaster=bc)
+    task = asyncio.create_task(service.run())
+    rig = Rig(device, service, factory, clock, store)
+    try:
+        if not fail:
+            await until(lambda: bool(factory.servers) and factory.current.advertising)
+        yield rig
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def att(code: int) -> pytest.RaisesExc[AttError]:
+    return pytest.raises(AttError, check=lambda e: e.code == code)
+
+
+async def test_starts_advertising_with_the_instant_readout_and_the_leds_follow() -> None:
+    async with running() as rig:
+        company, payload = rig.server.manufacturer[0]
+        assert company == 0x02E1
+        assert payload is not None
+        assert payload[:2] == b"\x10\x02"
+        assert rig.service.advertising
+        assert not rig.service.connected
+        rig.server.on_connections(frozenset({"/org/bluez/hci0/dev_AA"}))
+        assert rig.service.connected
+        rig.server.on_connections(frozenset())
+        assert not rig.service.connected
+
+
+async def test_device_information_and_battery_level_need_no_pin() -> None:
+    async with running() as rig:
+        assert codec.decode_text(rig.read("model")) == "smallBMS NG"
+        assert codec.decode_text(rig.read("serial")).startswith("SB")
+        assert "profile 1" in codec.decode_text(rig.read("firmware"))
+        assert codec.decode_battery_level(rig.read("battery_level")) == 87
+
+
+@pytest.mark.parametrize("key", ["status", "bank", "battery", "history", "setting.mode"])
+async def test_protected_reads_need_a_pin_session(key: str) -> None:
+    async with running() as rig:
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.read(key)
+        rig.login()
+        assert rig.read(key)
+
+
+async def test_status_bank_and_history_read_what_the_bms_reports() -> None:
+    async with running() as rig:
+        rig.login()
+        view = codec.decode_status(rig.read("status"))
+        assert view.soc == 87.25
+        assert view.discharge_reason is not None
+        bank = codec.decode_bank(rig.read("bank"))
+        assert bank is not None
+        assert (bank.series, bank.parallel, bank.batteries) == (2, 2, 4)
+        assert codec.decode_history(rig.read("history")).charge_cycles == 7
+
+
+async def test_every_battery_and_every_cell_can_be_read_one_by_one() -> None:
+    async with running() as rig:
+        s = rig.login()
+        serials = []
+        for i in range(4):
+            s.write("battery_select", codec.encode_battery_select(i))
+            record = codec.decode_battery(rig.read("battery"))
+            assert record.index == i
+            assert record.battery is not None
+            assert len(record.battery.cell_voltages) == 4
+            serials.append(record.battery.serial)
+        assert len(set(serials)) == 4
+
+
+async def test_a_valid_setting_changes_and_reads_back() -> None:
+    async with running() as rig:
+        s = rig.login()
+        s.set("tail_current", 2.5)
+        assert rig.device.settings().tail_current == 2.5
+        assert codec.SETTING_CODECS["tail_current"].decode(rig.read("setting.tail_current")) == 2.5
+
+
+async def test_an_out_of_range_setting_is_refused_explained_and_changes_nothing() -> None:
+    async with running() as rig:
+        s = rig.login()
+        before = rig.device.settings()
+        with att(profile.ATT_VALUE_REJECTED):
+            s.set("tail_current", 25.0)
+        assert rig.device.settings() == before
+        explained = codec.decode_result(rig.server.notified[-1][1])
+        assert explained.opcode == codec.OP_SETTING_REJECTED
+        assert explained.seq == s.seq
+        assert "tail_current" in explained.message
+
+
+async def test_a_setting_of_the_wrong_length_is_a_length_error() -> None:
+    async with running() as rig:
+        s = rig.login()
+        with att(profile.ATT_INVALID_VALUE_LENGTH):
+            s.write("setting.tail_current", b"\x01\x02\x03")
+        with att(profile.ATT_INVALID_VALUE_LENGTH):
+            rig.write("setting.mode", b"\x00")  # shorter than any envelope
+
+
+async def test_writes_without_pin_or_with_a_wrong_pin_change_nothing() -> None:
+    async with running() as rig:
+        before = rig.device.settings()
+        raw = codec.SETTING_CODECS["mode"].encode(False)
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.write("setting.mode", raw)
+        with att(profile.ATT_WRONG_PIN):
+            rig.login("123456")
+        forged = security.seal(b"k" * 32, profile.uuid_of("setting.mode"), 1, raw)
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.write("setting.mode", forged)
+        assert rig.device.settings() == before
+
+
+async def test_wrong_pins_lock_out() -> None:
+    async with running() as rig:
+        for _ in range(security.FREE_ATTEMPTS):
+            with att(profile.ATT_WRONG_PIN):
+                rig.login("999999")
+        with att(profile.ATT_LOCKED_OUT):
+            rig.login(PIN)
+        rig.clock.now += security.FIRST_LOCKOUT_S
+        rig.login(PIN)
+
+
+async def test_any_connection_change_closes_the_sessions() -> None:
+    async with running() as rig:
+        rig.login()
+        rig.read("status")
+        rig.server.on_connections(frozenset({"/org/bluez/hci0/dev_B"}))
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.read("status")
+
+
+async def test_commands_act_on_the_bms_and_answer_by_indication() -> None:
+    async with running() as rig:
+        s = rig.login()
+        assert s.command(codec.encode_set_soc(42.5)).ok
+        assert rig.device.status().soc == 42.5
+        for op, name in ((codec.OP_SYNCHRONISE, "synchronise"),
+                         (codec.OP_RESET_HISTORY, "reset_history"),
+                         (codec.OP_FACTORY_RESET, "factory_reset")):
+            assert s.command(codec.encode_command(op)).ok
+            assert rig.device.commands[-1][0] == name
+        assert s.command(codec.encode_command(codec.OP_MODE, b"\x00")).ok
+        assert rig.device.settings().mode is False
+        refused = s.command(codec.encode_command(codec.OP_MODE, b"\x07"))
+        assert refused.result == codec.RESULT_REJECTED
+        assert rig.device.settings().mode is False
+
+
+async def test_unknown_commands_and_bad_arguments_are_att_errors() -> None:
+    async with running() as rig:
+        s = rig.login()
+        with att(profile.ATT_UNKNOWN_COMMAND):
+            s.write("control_point", b"\x55")
+        with att(profile.ATT_INVALID_VALUE_LENGTH):
+            s.write("control_point", codec.encode_command(codec.OP_SET_SOC, b"\x01"))
+
+
+async def test_change_pin_closes_sessions_rotates_the_readout_key_and_needs_the_new_pin() -> None:
+    async with running() as rig:
+        s = rig.login()
+        key_before = s.command(codec.encode_command(codec.OP_READ_KEY))
+        old_key = security.unmask_key(s.key, s.seq, key_before.data)
+        s.seq += 1
+        masked = security.mask_pin(s.key, s.seq, "246810")
+        s.seq -= 1
+        result = s.command(codec.encode_command(codec.OP_CHANGE_PIN, masked))
+        assert result.ok, result.message
+        assert rig.device.settings().pin == "246810"
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.read("status")
+        with att(profile.ATT_WRONG_PIN):
+            rig.login(PIN)
+        s2 = rig.login("246810")
+        new = s2.command(codec.encode_command(codec.OP_READ_KEY))
+        new_key = security.unmask_key(s2.key, s2.seq, new.data)
+        assert new_key != old_key
+        assert new_key[0] != old_key[0]
+
+
+async def test_an_invalid_new_pin_is_refused() -> None:
+    async with running() as rig:
+        s = rig.login()
+        masked = security.mask_pin(s.key, s.seq + 1, "12a456")
+        result = s.command(codec.encode_command(codec.OP_CHANGE_PIN, masked))
+        assert result.result == codec.RESULT_REJECTED
+        assert rig.device.settings().pin == PIN
+
+
+async def test_the_readout_key_only_unmasks_for_the_session_that_asked() -> None:
+    async with running() as rig:
+        s = rig.login()
+        other = rig.login()
+        result = s.command(codec.encode_command(codec.OP_READ_KEY))
+        mine = security.unmask_key(s.key, s.seq, result.data)
+        theirs = security.unmask_key(other.key, s.seq, result.data)
+        assert mine != theirs
+        assert len(mine) == 16
+
+
+async def test_bluetooth_off_waits_for_the_start_up_window_then_stops_and_can_restart() -> None:
+    async with running() as rig:
+        s = rig.login()
+        result = s.command(codec.encode_command(codec.OP_BLUETOOTH_OFF))
+        assert result.ok
+        assert "stays on" in result.message
+        first = rig.server
+        rig.tick()
+        await until(lambda: rig.service.advertising)
+        assert not first.stopped
+        rig.clock.now += BLUETOOTH_ON_AT_START_S
+        rig.tick()
+        await until(lambda: first.stopped)
+        assert not rig.service.advertising
+        rig.device.set_setting("bluetooth", True)
+        rig.tick()
+        await until(lambda: rig.service.advertising)
+        assert rig.server is not first
+
+
+async def test_bluetooth_off_in_the_settings_at_start_still_gives_the_window() -> None:
+    device = FakeDevice()
+    device.set_setting("bluetooth", False)
+    async with running(device) as rig:
+        assert rig.service.advertising
+        rig.clock.now += BLUETOOTH_ON_AT_START_S + 1
+        rig.tick()
+        await until(lambda: not rig.service.advertising)
+
+
+async def test_bluez_going_away_makes_a_fresh_registration() -> None:
+    async with running() as rig:
+        first = rig.server
+        rig.login()
+        first.on_lost()
+        await until(lambda: rig.server is not first and rig.server.advertising)
+        assert first.stopped
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.read("status")
+
+
+async def test_a_start_failure_is_retried_and_never_raises() -> None:
+    async with running(fail=True) as rig:
+        await until(lambda: len(rig.factory.servers) >= 2, within=5)
+        assert not rig.service.advertising
+        rig.factory.fail = False
+        await until(lambda: rig.service.advertising, within=10)
+
+
+async def test_status_notifications_only_flow_during_a_session() -> None:
+    async with running() as rig:
+        rig.device.publish(sample_status(soc=50.0))
+        await until(lambda: any(k == "battery_level" and v == b"\x32"
+                                for k, v in rig.server.notified))
+        assert not any(k == "status" for k, _ in rig.server.notified)
+        rig.login()
+        rig.device.publish(sample_status(soc=51.0))
+        await until(lambda: any(k == "status" for k, _ in rig.server.notified))
+        last = [v for k, v in rig.server.notified if k == "status"][-1]
+        assert codec.decode_status(last).soc == 51.0
+
+
+async def test_unchanged_values_are_not_notified_again() -> None:
+    async with running() as rig:
+        rig.device.publish(sample_status(soc=50.0))
+        await until(lambda: any(k == "battery_level" for k, _ in rig.server.notified))
+        count = len(rig.server.notified)
+        rig.device.publish(sample_status(soc=50.0))
+        rig.device.publish(sample_status(soc=50.2))  # same battery level
+        rig.device.publish(sample_status(soc=61.0))
+        await until(lambda: any(k == "battery_level" and v == bytes([61])
+                                for k, v in rig.server.notified))
+        levels = [v for k, v in rig.server.notified[count:] if k == "battery_level"]
+        assert levels == [bytes([61])]
+
+
+async def test_vereg_notifications_follow_the_keep_alive() -> None:
+    def voltages() -> list[float | None]:
+        return [codec.decode_vereg("h", 0.01, v) for k, v in rig.server.notified
+                if k == "vereg.voltage"]
+
+    def level_sent(level: int) -> bool:
+        return ("battery_level", bytes([level])) in rig.server.notified
+
+    async with running() as rig:
+        rig.server.on_connections(frozenset({"/org/bluez/hci0/dev_A"}))
+        rig.device.publish(sample_status(voltage=26.0, soc=30.0))
+        await until(lambda: level_sent(30))
+        assert voltages()[-1] == 26.0
+        rig.clock.now += 61  # no keep-alive within a minute of connecting
+        rig.device.publish(sample_status(voltage=26.5, soc=31.0))
+        await until(lambda: level_sent(31))
+        assert 26.5 not in voltages()
+        rig.write("vereg.keep_alive", b"\xff\xff")  # forever
+        rig.device.publish(sample_status(voltage=27.0, soc=32.0))
+        await until(lambda: level_sent(32))
+        assert voltages()[-1] == 27.0
+        assert codec.decode_vereg("h", 0.01, rig.read("vereg.voltage")) == 27.0
+
+
+async def test_vereg_reads_the_same_figures_as_the_status() -> None:
+    async with running() as rig:
+        rig.login()
+        view = codec.decode_status(rig.read("status"))
+        figures = {
+            key: codec.decode_vereg(fmt, scale, rig.read(key))
+            for key, _reg, _d, _p, fmt, scale in profile.VEREG_REGISTERS
+        }
+        assert figures["vereg.soc"] == view.soc
+        assert figures["vereg.voltage"] == view.voltage
+        assert figures["vereg.current"] == view.current
+        assert figures["vereg.ttg"] == view.ttg_min
+        assert figures["vereg.consumed_ah"] == -view.consumed_ah  # type: ignore[operator]
+        assert figures["vereg.temperature"] == pytest.approx(view.temperature + 273.15)  # type: ignore[operator]
+        assert figures["vereg.power"] == pytest.approx(view.power, abs=0.5)
+
+
+async def test_the_salt_and_serial_survive_a_restart() -> None:
+    device = FakeDevice()
+    async with running(device) as rig:
+        serial = rig.read("serial")
+        salt = security.decode_challenge(rig.read("auth")).salt
+    assert "ble" in rig.store.secret
+    again = BleService(device, FakeConfig(), rig.store, server_factory=rig.factory,
+                       clock=rig.clock, broadcaster=None)
+    task = asyncio.create_task(again.run())
+    try:
+        await until(lambda: rig.factory.current.advertising)
+        assert rig.read("serial") == serial
+        assert security.decode_challenge(rig.read("auth")).salt == salt
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+WRITABLE = [c.key for c in profile.CHARACTERISTICS.values() if c.writable]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          deadline=None)
+@given(st.sampled_from(WRITABLE), st.binary(max_size=48))
+def test_random_writes_never_crash_and_never_change_a_setting(key: str, data: bytes) -> None:
+    device = FakeDevice()
+    factory = ServerFactory()
+    service = BleService(device, FakeConfig(), MemoryStore(), server_factory=factory,
+                         clock=Clock(), broadcaster=None)
+
+    async def go() -> None:
+        task = asyncio.create_task(service.run())
+        await until(lambda: bool(factory.servers) and factory.current.advertising)
+        server = factory.current
+        challenge = security.decode_challenge(server.on_read("auth"))
+        response, _ = security.answer_challenge(PIN, challenge)
+        server.on_write("auth", response)  # a session is open: only the tag stands in the way
+        before = device.settings()
+        with contextlib.suppress(AttError):
+            server.on_write(key, data)
+        assert device.settings() == before
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
