@@ -70,6 +70,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "object per line: at every change of an output, warning, alarm or error, and every "
         "--every simulated seconds otherwise.  Exit status 2 for a bad scenario."
     )
+    parser.epilog = (
+        "Example: smallbms simulate scenarios/full_discharge.toml --every 600 --plot run.png.  "
+        "The format, the output keys and the shipped scenarios are described in "
+        "scenarios/README.md."
+    )
     parser.add_argument("scenario", type=Path, metavar="SCENARIO.toml", help="the scenario file")
     parser.add_argument(
         "--every", type=float, default=DEFAULT_EVERY_S, metavar="SECONDS",

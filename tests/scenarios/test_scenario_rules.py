@@ -186,16 +186,16 @@ def test_hot_battery_raises_a_b09_and_floats_charger_until_45_c() -> None:
 def test_low_soc_warning_and_discharge_floor() -> None:
     lines = simulate("""
         [bank]
-        soc = 24
+        soc = 22
         [settings]
         low_soc_warning = 20
         discharge_floor = 10
         [[step]]
-        duration = "1h"
-        load = 20
+        duration = "25m"
+        load = 40
         [[step]]
-        duration = "1h"
-        charge = 20
+        duration = "25m"
+        charge = 40
         """)
     warned = first(lines, lambda x: "W-B07" in x["warnings"])
     assert warned["soc"] <= 20.0
@@ -342,10 +342,10 @@ def test_bank_voltage_out_of_range_is_e_b09_and_clears() -> None:
 def test_cc_cv_recharge_synchronises_once_after_the_detection_time() -> None:
     lines = simulate("""
         [bank]
-        soc = 88
+        soc = 93
         known_soc = false
         [[step]]
-        duration = "2h"
+        duration = "50m"
         charge = 50
         """, every=10)
     assert lines[0]["soc"] is None
