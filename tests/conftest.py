@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gatt.virtual.bus import VirtualBus, start_virtual_bus
-from gatt.virtual.world import WorldConfig
+from gatt.virtual.config import WorldConfig
 
 
 @pytest.fixture

@@ -27,9 +27,9 @@ from typing import Any, TextIO
 
 from dbus_fast import Message, MessageType
 
+from gatt.virtual.config import WorldConfig
 from gatt.virtual.control import ControlClient
 from gatt.virtual.dbus_types import BLUEZ
-from gatt.virtual.world import WorldConfig
 
 STARTUP_TIMEOUT = 15.0
 """Seconds the daemon and the emulator may take to come up (a loaded 2-core CI machine)."""
@@ -336,6 +336,7 @@ async def start_virtual_bus(
             str(config.mtu),
             "--pairing",
             config.pairing,
+            f"--rssi={config.rssi}",
             "--report-interval",
             str(config.report_interval),
         ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gatt.virtual.config import add_world_options, config_from
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from gatt.virtual.service import add_world_options  # noqa: PLC0415 (lazy: --help speed)
 
     parser.description = (
         "Start a private dbus-daemon with an emulated org.bluez (adapters hci0 = peripheral, "
@@ -28,7 +29,6 @@ def main(args: argparse.Namespace) -> int:
     import signal  # noqa: PLC0415
 
     from gatt.virtual.bus import VirtualBusError, start_virtual_bus  # noqa: PLC0415
-    from gatt.virtual.service import config_from  # noqa: PLC0415
 
     try:
         config = config_from(args)

@@ -46,7 +46,7 @@ class Control(ServiceInterface):
 
     @dbus_method()
     def SetPairingMode(self, mode: Str) -> None:
-        from gatt.virtual.world import PAIRING_MODES  # noqa: PLC0415
+        from gatt.virtual.config import PAIRING_MODES  # noqa: PLC0415
 
         if mode not in PAIRING_MODES:
             raise DBusError(

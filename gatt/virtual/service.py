@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from dbus_fast import Message
 from dbus_fast.aio import MessageBus
 
-from gatt.virtual.world import PAIRING_MODES, World, WorldConfig
+from gatt.virtual.config import WorldConfig, add_world_options, config_from
+from gatt.virtual.world import World
 
 log = logging.getLogger("smallbms.virtual")
 
@@ -89,43 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="D-Bus address to serve on (default: $DBUS_SYSTEM_BUS_ADDRESS)",
     )
     return parser
-
-
-def add_world_options(parser: argparse.ArgumentParser) -> None:
-    defaults = WorldConfig()
-    parser.add_argument(
-        "--adapters",
-        type=int,
-        default=defaults.adapters,
-        help="number of adapters hci0..hciN-1 (default %(default)s: hci0 peripheral, hci1 central)",
-    )
-    parser.add_argument(
-        "--mtu", type=int, default=defaults.mtu, help="ATT MTU of every link (default %(default)s)"
-    )
-    parser.add_argument(
-        "--pairing",
-        choices=PAIRING_MODES,
-        default=defaults.pairing,
-        help="what Device1.Pair achieves (default %(default)s)",
-    )
-    parser.add_argument(
-        "--report-interval",
-        type=float,
-        default=defaults.report_interval,
-        help="seconds between advertising reports while scanning (default %(default)s)",
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log every registration and link"
-    )
-
-
-def config_from(args: argparse.Namespace) -> WorldConfig:
-    return WorldConfig(
-        adapters=args.adapters,
-        mtu=args.mtu,
-        report_interval=args.report_interval,
-        pairing=args.pairing,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from dbus_fast import Message, MessageFlag, MessageType, Variant
@@ -25,6 +24,7 @@ from dbus_fast.service import ServiceInterface
 
 from gatt.virtual import air, errors
 from gatt.virtual.adapter import Adapter
+from gatt.virtual.config import WorldConfig
 from gatt.virtual.dbus_types import (
     ADVERTISEMENT,
     BLUEZ,
@@ -44,36 +44,8 @@ from gatt.virtual.gatt_mirror import (
 log = logging.getLogger("smallbms.virtual")
 
 DBUS = "org.freedesktop.DBus"
-PAIRING_MODES = ("just-works", "authenticated", "reject")
 RSSI_JITTER = (0, -1, 1, -2)
 """Successive reports differ by a dB or two, as real ones do, so each one is a change."""
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """Choices of the emulated controllers; every number here is ours, not BlueZ's."""
-
-    adapters: int = 2
-    mtu: int = 247
-    """ATT MTU of every link (a phone typically negotiates 185-517; 247 = one LE data PDU)."""
-    report_interval: float = 0.1
-    """Seconds between advertising reports while a central discovers."""
-    rssi: int = -50
-    pairing: str = "just-works"
-    """What Device1.Pair achieves: an encrypted link (just-works), an authenticated one, or
-    a refusal (reject)."""
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.adapters <= 16:
-            raise ValueError(f"adapters must be 1..16, not {self.adapters}")
-        if not 23 <= self.mtu <= 517:
-            raise ValueError(f"mtu must be 23..517 (ATT limits), not {self.mtu}")
-        if self.report_interval <= 0:
-            raise ValueError("report_interval must be positive")
-        if self.pairing not in PAIRING_MODES:
-            raise ValueError(
-                f"pairing must be one of {', '.join(PAIRING_MODES)}, not {self.pairing!r}"
-            )
 
 
 class Root(ServiceInterface):

@@ -36,7 +36,7 @@ from vbz_peripheral import (
 from vbz_scenario import full_scenario
 
 from gatt.virtual.bus import VirtualBus
-from gatt.virtual.world import WorldConfig
+from gatt.virtual.config import WorldConfig
 
 pytestmark = pytest.mark.ble
 
