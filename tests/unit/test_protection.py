@@ -7,14 +7,14 @@ from core_helpers import Driver, bank
 
 from bms_daemon.core.protection import PREALARM_LEAD_S
 from bms_daemon.core.settings import Settings
-from bms_daemon.core.types import Code, Inputs, Outputs, Reason, Status
+from bms_daemon.core.types import Code, Inputs, Outputs, Readings, Reason, Status
 
 HEALTHY = bank()
 
 
-def low_cell(volts: float, **kwargs: float) -> object:
+def low_cell(volts: float) -> Readings:
     """One cell of the first battery at ``volts``, the rest healthy."""
-    return bank(faults={(0, 1): volts}, **kwargs)  # type: ignore[arg-type]
+    return bank(faults={(0, 1): volts})
 
 
 def normal(status: Status) -> bool:

@@ -10,7 +10,7 @@ from core_helpers import Driver, bank
 
 from bms_daemon.core.bms import Bms
 from bms_daemon.core.protection import PREALARM_LEAD_S
-from bms_daemon.core.settings import Settings, SettingError
+from bms_daemon.core.settings import SettingError, Settings
 from bms_daemon.core.types import BalancerState, Code, History
 
 
