@@ -1,5 +1,9 @@
 """Idle cost of `smallbms run` on its defaults (simulated bank, memory GPIO, BLE off).
 
+``BENCH_BLE=1`` runs it with Bluetooth on (a virtual BlueZ is started when none is present);
+the figures then include the GATT server and the readout broadcaster, not the virtual BlueZ
+processes.
+
 Runs the daemon for DURATION_S seconds in a temporary state directory and prints the CPU it
 used, as a percentage of one core, and its peak resident memory.  Targets: < 1 % and < 50 MB.
 The first seconds (imports, start-up) are excluded from the CPU figure: the daemon's READY
@@ -18,6 +22,7 @@ import time
 from pathlib import Path
 
 DURATION_S = float(os.environ.get("BENCH_DURATION_S", "30"))
+WITH_BLE = os.environ.get("BENCH_BLE", "") not in ("", "0")
 RUN = (
     "import argparse, sys\n"
     "from bms_daemon import daemon\n"
@@ -49,7 +54,8 @@ def main() -> int:
         notify.settimeout(60)
         env = dict(os.environ, NOTIFY_SOCKET=str(notify_path))
         proc = subprocess.Popen(
-            [sys.executable, "-c", RUN, "--no-ble", "--state-directory", f"{tmp}/state"],
+            [sys.executable, "-c", RUN, *([] if WITH_BLE else ["--no-ble"]),
+             "--state-directory", f"{tmp}/state"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -66,6 +72,7 @@ def main() -> int:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
             notify.close()
+    print(f"BLE {'on' if WITH_BLE else 'off'}")
     print(f"daemon idle CPU: {100 * used / elapsed:.2f} % of one core over {elapsed:.0f} s "
           "(target < 1 %)")
     print(f"daemon peak RSS: {rss:.1f} MB (target < 50 MB)")
