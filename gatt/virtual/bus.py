@@ -5,8 +5,9 @@
 tests/conftest.py does that with monkeypatch, so it never leaks between tests), and its methods
 drive what a test needs beyond the BlueZ API (bluetoothd restart, link loss, pairing outcome,
 what is on the air).  The daemon and the emulator are child processes that receive SIGTERM if
-this process dies (``PR_SET_PDEATHSIG``), and are stopped, waited for and removed on exit,
-including when the body raises or is cancelled.
+the thread that started them dies (``PR_SET_PDEATHSIG``; start the bus from the thread that
+runs the event loop), and are stopped, waited for and removed on exit, including when the body
+raises or is cancelled.
 """
 
 from __future__ import annotations

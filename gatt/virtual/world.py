@@ -41,6 +41,8 @@ from gatt.virtual.gatt_mirror import (
     Attribute,
 )
 
+__all__ = ["Root", "World", "WorldConfig"]
+
 log = logging.getLogger("smallbms.virtual")
 
 DBUS = "org.freedesktop.DBus"
