@@ -38,6 +38,7 @@ from bms_daemon.core.types import (
 )
 
 _T = TypeVar("_T")
+BytesLike = bytes | bytearray  # what bleak hands back (bytearray) or a test (bytes)
 
 PROFILE_VERSION = 1  # first byte of every record below; bump on any layout change
 
@@ -84,7 +85,7 @@ def _ufx(raw: int, scale: float, kind: str) -> float | None:
     return round(raw * scale, 6)
 
 
-def _unpack(fmt: str, data: bytes, what: str) -> tuple[int, ...]:
+def _unpack(fmt: str, data: BytesLike, what: str) -> tuple[int, ...]:
     size = struct.calcsize(fmt)
     if len(data) != size:
         raise CodecError(f"{what}: expected {size} bytes, got {len(data)}", length=True)
@@ -289,7 +290,7 @@ def encode_status(status: Status) -> bytes:
     )
 
 
-def decode_status(data: bytes) -> StatusView:
+def decode_status(data: BytesLike) -> StatusView:
     """Inverse of ``encode_status`` (quantised to the wire resolution)."""
     (version, flags, soc, voltage, current, power, consumed, ttg, temperature, charge_reason,
      discharge_reason, blue, red, mask) = _unpack(STATUS_FORMAT, data, "status")
@@ -334,7 +335,7 @@ def encode_battery_level(soc: float | None) -> bytes:
     return bytes([max(0, min(100, round(soc)))])
 
 
-def decode_battery_level(data: bytes) -> int:
+def decode_battery_level(data: BytesLike) -> int:
     """Inverse of ``encode_battery_level``."""
     (level,) = _unpack("<B", data, "battery level")
     if level > 100:
@@ -375,7 +376,7 @@ def encode_bank(bank: BankStatus | None) -> bytes:
     )
 
 
-def decode_bank(data: bytes) -> BankStatus | None:
+def decode_bank(data: BytesLike) -> BankStatus | None:
     """Inverse of ``encode_bank``; ``battery_list`` is empty (read batteries one by one)."""
     (version, flags, model, batteries, cells, series, parallel, capacity, min_cell, max_cell,
      min_temp, max_temp, balancer) = _unpack(BANK_FORMAT, data, "bank")
@@ -448,7 +449,7 @@ def encode_battery(index: int, batteries: tuple[BatteryStatus, ...]) -> bytes:
     return head + b"".join(struct.pack("<H", _fx(v, 0.001, "H")) for v in cells)
 
 
-def decode_battery(data: bytes) -> BatteryRecord:
+def decode_battery(data: BytesLike) -> BatteryRecord:
     """Inverse of ``encode_battery``."""
     if len(data) < BATTERY_HEAD_SIZE:
         raise CodecError(f"battery: expected at least {BATTERY_HEAD_SIZE} bytes, got "
@@ -481,7 +482,7 @@ def encode_battery_select(index: int) -> bytes:
     return struct.pack("<B", index)
 
 
-def decode_battery_select(data: bytes) -> int:
+def decode_battery_select(data: BytesLike) -> int:
     """Inverse of ``encode_battery_select``."""
     (index,) = _unpack("<B", data, "battery select")
     if index > MAX_BATTERIES:
@@ -526,7 +527,7 @@ def encode_history(h: History) -> bytes:
     )
 
 
-def decode_history(data: bytes) -> History:
+def decode_history(data: BytesLike) -> History:
     """Inverse of ``encode_history`` (the counting-rule memory is not sent)."""
     (version, deepest, last, cumulative, discharged, charged, syncs, cycles, full,
      since_full, min_bank, max_bank, min_cell, max_cell, min_temp,
@@ -585,7 +586,7 @@ class SettingCodec:
             raise CodecError(f"{self.name} {value!r} cannot be sent (out of the wire range)")
         return struct.pack("<H", raw)
 
-    def decode(self, data: bytes) -> bool | float | None:
+    def decode(self, data: BytesLike) -> bool | float | None:
         """The setting's value from the wire bytes; ``CodecError`` when malformed."""
         (raw,) = _unpack("<" + self.fmt, data, self.name)
         if self.fmt == "B":
@@ -675,7 +676,7 @@ def encode_set_soc(soc: float) -> bytes:
     return encode_command(OP_SET_SOC, struct.pack("<H", round(soc * 100)))
 
 
-def decode_command(data: bytes) -> Command:
+def decode_command(data: BytesLike) -> Command:
     """A control-point body: opcode and argument of the opcode's length."""
     if not data:
         raise CodecError("control point: empty command", length=True)
@@ -729,7 +730,7 @@ def message_bytes(message: str) -> bytes:
     return _text(message, RESULT_MAX_DATA).rstrip(b"\0")
 
 
-def decode_result(data: bytes) -> CommandResult:
+def decode_result(data: BytesLike) -> CommandResult:
     """Inverse of ``encode_result``."""
     if len(data) < RESULT_HEAD_SIZE:
         raise CodecError(f"result: expected at least {RESULT_HEAD_SIZE} bytes, got "
@@ -784,13 +785,13 @@ def vereg_temperature(celsius: float | None) -> bytes:
     return _le("H", _fx(None if celsius is None else celsius + 273.15, 0.01, "H"))
 
 
-def decode_vereg(fmt: str, scale: float, data: bytes) -> float | None:
+def decode_vereg(fmt: str, scale: float, data: BytesLike) -> float | None:
     """A VE-Reg value as a number in its unit (None = not available)."""
     (raw,) = _unpack("<" + fmt, data, "VE-Reg value")
     return _ufx(raw, scale, fmt)
 
 
-def decode_keep_alive(data: bytes) -> int | None:
+def decode_keep_alive(data: BytesLike) -> int | None:
     """The keep-alive write: uint16 ms, 0xFFFF = forever (returned as None)."""
     (raw,) = _unpack("<H", data, "keep-alive")
     return None if raw == VEREG_KEEP_ALIVE_FOREVER else int(raw)
@@ -804,6 +805,6 @@ def encode_text(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-def decode_text(data: bytes) -> str:
+def decode_text(data: BytesLike) -> str:
     """Inverse of ``encode_text``."""
     return bytes(data).decode("utf-8", errors="replace")

@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gatt.codec import PIN_SIZE, READOUT_KEY_SIZE, CodecError
+from gatt.codec import PIN_SIZE, READOUT_KEY_SIZE, BytesLike, CodecError
 
 # --- our own choices (docs/security.md) -----------------------------------------------------
 NONCE_SIZE = 16  # server and client nonces, bytes
@@ -153,7 +153,7 @@ def encode_challenge(c: Challenge) -> bytes:
                        c.server_nonce, c.salt, c.iterations)
 
 
-def decode_challenge(data: bytes) -> Challenge:
+def decode_challenge(data: BytesLike) -> Challenge:
     """Inverse of ``encode_challenge``."""
     if len(data) != CHALLENGE_SIZE:
         raise CodecError(f"challenge: expected {CHALLENGE_SIZE} bytes, got {len(data)}",

@@ -1,0 +1,154 @@
+"""BleService through real D-Bus: bless <-> the virtual BlueZ <-> bleak (no Bluetooth needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from ble_server_fakes import FakeConfig, FakeDevice, sample_status
+from bleak import BleakClient, BleakScanner
+from bleak.args.bluez import BlueZClientArgs, BlueZScannerArgs
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError
+
+from bms_daemon.store import MemoryStore
+from gatt import codec, profile, security
+from gatt.service import BleService
+from gatt.virtual.bus import VirtualBus
+
+pytestmark = pytest.mark.ble
+SCAN_ON: BlueZScannerArgs = {"adapter": "hci1"}
+CENTRAL: BlueZClientArgs = {"adapter": "hci1"}
+WAIT_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def serving(device: FakeDevice) -> AsyncIterator[BleService]:
+    service = BleService(device, FakeConfig(), MemoryStore())
+    task = asyncio.create_task(service.run())
+    try:
+        yield service
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def first_advertisement() -> tuple[BLEDevice, AdvertisementData]:
+    async with asyncio.timeout(WAIT_S), BleakScanner(bluez=SCAN_ON) as scanner:
+        async for found, adv in scanner.advertisement_data():
+            if adv.local_name == "smallBMS NG":
+                return found, adv
+    raise AssertionError("no advertisement")  # pragma: no cover - the loop only ends by return
+
+
+async def login(client: BleakClient, pin: str = "000000") -> security.ClientSession:
+    challenge = security.decode_challenge(await client.read_gatt_char(profile.uuid_of("auth")))
+    response, session = security.answer_challenge(pin, challenge)
+    await client.write_gatt_char(profile.uuid_of("auth"), response, response=True)
+    return session
+
+
+async def test_advertisement_fits_the_readout_and_names_the_device(
+        virtual_bus: VirtualBus) -> None:
+    async with serving(FakeDevice()):
+        _, adv = await first_advertisement()
+    assert list(adv.manufacturer_data) == [0x02E1]
+    payload = adv.manufacturer_data[0x02E1]
+    assert payload[:2] == b"\x10\x02"
+    assert len(payload) == 8 + 16  # header + a full 0x0A record: the 31-byte budget
+    assert adv.service_uuids == []
+
+
+async def test_a_central_pairs_authenticates_reads_writes_and_gets_results(
+        virtual_bus: VirtualBus) -> None:
+    device = FakeDevice()
+    async with serving(device) as service:
+        found, _ = await first_advertisement()
+        async with BleakClient(found, bluez=CENTRAL, timeout=WAIT_S) as client:
+            async with asyncio.timeout(WAIT_S):
+                while not service.connected:  # noqa: ASYNC110 - Device1 signal, no event here
+                    await asyncio.sleep(0.01)
+            uuids = {s.uuid for s in client.services}
+            assert {s.uuid for s in profile.SERVICES} <= uuids
+            assert await client.read_gatt_char(profile.uuid_of("model")) == b"smallBMS NG"
+            with pytest.raises(BleakDBusError, match="Not paired"):
+                await client.read_gatt_char(profile.uuid_of("status"))
+            await client.pair()
+            with pytest.raises(BleakGATTProtocolError) as refused:
+                await client.read_gatt_char(profile.uuid_of("status"))
+            assert refused.value.code == profile.ATT_INSUFFICIENT_AUTHORIZATION
+            session = await login(client)
+            for ch in profile.CHARACTERISTICS.values():
+                if ch.readable:
+                    assert await client.read_gatt_char(ch.uuid), ch.key
+            view = codec.decode_status(await client.read_gatt_char(profile.uuid_of("status")))
+            assert view.soc == device.status().soc
+
+            results: asyncio.Queue[codec.CommandResult] = asyncio.Queue()
+            await client.start_notify(profile.uuid_of("control_point"),
+                                      lambda _c, data: results.put_nowait(
+                                          codec.decode_result(bytes(data))))
+            floor = profile.uuid_of("setting.discharge_floor")
+            body = codec.SETTING_CODECS["discharge_floor"].encode(15.0)
+            await client.write_gatt_char(floor, security.seal(session.key, floor, 1, body),
+                                         response=True)
+            assert device.settings().discharge_floor == 15.0
+            bad = codec.SETTING_CODECS["discharge_floor"].encode(50.0)  # above the warning
+            with pytest.raises(BleakGATTProtocolError) as rejected:
+                await client.write_gatt_char(floor, security.seal(session.key, floor, 2, bad),
+                                             response=True)
+            assert rejected.value.code == profile.ATT_VALUE_REJECTED
+            explained = await asyncio.wait_for(results.get(), WAIT_S)
+            assert explained.seq == 2
+            assert "low_soc_warning" in explained.message
+            assert device.settings().discharge_floor == 15.0
+
+            cp = profile.uuid_of("control_point")
+            await client.write_gatt_char(
+                cp, security.seal(session.key, cp, 3, codec.encode_set_soc(40)), response=True)
+            done = await asyncio.wait_for(results.get(), WAIT_S)
+            assert (done.seq, done.ok) == (3, True)
+            assert device.status().soc == 40
+
+
+async def test_status_notifications_follow_the_bms(virtual_bus: VirtualBus) -> None:
+    device = FakeDevice()
+    async with serving(device):
+        found, _ = await first_advertisement()
+        async with BleakClient(found, bluez=CENTRAL, timeout=WAIT_S) as client:
+            await client.pair()
+            await login(client)
+            seen: asyncio.Queue[float | None] = asyncio.Queue()
+            await client.start_notify(profile.uuid_of("status"),
+                                      lambda _c, data: seen.put_nowait(
+                                          codec.decode_status(bytes(data)).soc))
+            for soc in (61.0, 62.5, 63.0):
+                device.publish(sample_status(soc=soc))
+                async with asyncio.timeout(WAIT_S):
+                    while await seen.get() != soc:
+                        pass
+
+
+async def test_bluez_restarting_while_connected_reregisters_within_seconds(
+        virtual_bus: VirtualBus) -> None:
+    device = FakeDevice()
+    async with serving(device) as service:
+        found, _ = await first_advertisement()
+        client = BleakClient(found, bluez=CENTRAL, timeout=WAIT_S)
+        await client.connect()
+        await virtual_bus.restart_bluetoothd()
+        with contextlib.suppress(BleakError, EOFError, OSError):
+            await client.disconnect()
+        async with asyncio.timeout(WAIT_S):
+            while not service.advertising or service.connected:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        found, _ = await first_advertisement()
+        async with BleakClient(found, bluez=CENTRAL, timeout=WAIT_S) as again:
+            await again.pair()
+            await login(again)
+            view = codec.decode_status(await again.read_gatt_char(profile.uuid_of("status")))
+            assert view.soc == device.status().soc
