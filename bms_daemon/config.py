@@ -188,7 +188,7 @@ def _merge(
         if path in free:
             if not isinstance(value, dict):
                 raise _ProblemError(f"{label}: must be a table")
-            merged[key] = value
+            merged[key] = {**default, **value}
         elif isinstance(default, dict):
             if not isinstance(value, dict):
                 raise _ProblemError(f"{label}: must be a table")

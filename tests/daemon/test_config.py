@@ -66,7 +66,7 @@ def test_a_file_only_lists_what_it_changes(tmp_path: Path) -> None:
         ("[gpio]\nremote_bias = 'up'", "[gpio] remote_bias: 'up' is not one of"),
         ("[settings]\ndischarge_floor = 150", "[settings] discharge_floor 150% is out of range"),
         ("[settings]\nflor = 1", "[settings] unknown setting 'flor'"),
-        ("[source]\nmodel = 'x'", "[source] type: missing"),
+        ("[source]\ntype = ''", "[source] type: missing"),
         ("[logging]\nlevel = 'loud'", "[logging] level: 'loud' is not one of"),
         ("bms = 3", "[bms]: must be a table"),
         ("[bms\n", "invalid TOML"),
@@ -100,6 +100,7 @@ def test_settings_seeds_are_validated_together_and_used_for_a_first_start() -> N
 def test_source_table_is_passed_whole_to_the_source() -> None:
     config = parse('[source]\ntype = "simulated"\nsoc = 42\n')
     assert config.source == {"type": "simulated", "soc": 42}
+    assert parse("[source]\nsoc = 42\n").source == {"type": "simulated", "soc": 42}
 
 
 def test_state_directory_choice(tmp_path: Path) -> None:

@@ -242,3 +242,29 @@ async def test_a_core_failure_floats_the_outputs_and_ends_the_run() -> None:
     assert any(active for _, active, _ in port.sets)  # it did drive before the failure
     assert not any(port.levels.values())
     assert port.closed
+
+
+async def test_logs_changes_not_samples() -> None:
+    daemon, _, _, _ = _daemon()
+    with capture_logs() as logs:
+        for _ in range(3):
+            daemon.tick()
+        settled = len(logs)
+        for _ in range(40):  # 20 s of a quiet bank at 2 Hz
+            daemon.tick()
+        assert len(logs) == settled
+        daemon.controller.set_setting("mode", False)
+        daemon.tick()
+    events = {entry["event"]: entry for entry in logs[settled:]}
+    assert events["setting_changed"]["setting"] == "mode"
+    assert events["mode"]["mode"] == "off"
+    assert events["outputs"]["load"] == "floating"
+    assert events["outputs"]["discharge_reason"] == "mode off"
+
+
+async def test_the_pin_is_never_logged() -> None:
+    daemon, _, _, _ = _daemon()
+    with capture_logs() as logs:
+        daemon.controller.set_setting("pin", "424242")
+    assert "424242" not in repr(logs)
+    assert daemon.controller.settings().pin == "424242"
