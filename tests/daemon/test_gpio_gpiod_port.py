@@ -23,7 +23,7 @@ class FakeRequest:
         for key, settings in config.items():
             for line in key if isinstance(key, tuple) else (key,):
                 self.config[line] = settings
-        self.values = {line: Value.INACTIVE for line in self.config}
+        self.values = dict.fromkeys(self.config, Value.INACTIVE)
         self.stuck: dict[Any, Value] = {}
         self.released = False
 
