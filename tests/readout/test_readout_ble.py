@@ -70,11 +70,16 @@ class Frames:
 
     def __init__(self) -> None:
         self.seen: list[bytes] = []
+        self.without_readout = asyncio.Event()  # set by a report with no 0x02E1 data
         self._changed = asyncio.Condition()
 
     def on_advertisement(self, _device: Any, advertisement: Any) -> None:
         data = advertisement.manufacturer_data.get(VICTRON_COMPANY_ID)
-        if data is None or (self.seen and self.seen[-1] == data):
+        if data is None:
+            self.without_readout.set()
+            return
+        self.without_readout.clear()
+        if self.seen and self.seen[-1] == data:
             return
         self.seen.append(bytes(data))
         asyncio.get_running_loop().create_task(self._notify())
@@ -165,8 +170,12 @@ async def test_scenarios_over_the_air_decode_in_victron_ble_like_the_core_status
         assert ours, ads
         advert = ours[-1]
         assert not advert.get("last_error"), advert
-        assert len(bytes.fromhex(advert["adv_data"])) <= LEGACY_ADVERTISING_BYTES
-        assert bytes.fromhex(advert["adv_data"]).count(bytes.fromhex("ffe102")) == 1
+        adv_data = bytes.fromhex(advert["adv_data"])
+        assert len(adv_data) <= LEGACY_ADVERTISING_BYTES
+        assert adv_data[:3] == bytes.fromhex("020106")  # flags first
+        assert adv_data.count(bytes.fromhex("1bffe102")) == 1  # one 28-byte manufacturer AD
+        assert advert["connectable"] is True
+        assert b"smallBMS NG" in bytes.fromhex(advert["scan_response"])
 
 
 async def test_pin_change_rotates_the_key_on_air(virtual_bus: Any) -> None:
@@ -216,12 +225,11 @@ async def test_readout_off_removes_the_data_but_keeps_advertising(virtual_bus: A
         await frames.wait_for(figures_of(status, key), "before switching it off")
         device.set_setting("instant_readout", False)
         async with asyncio.timeout(FRAME_TIMEOUT_S):
-            while True:
-                ads = await virtual_bus.advertisements()
-                if ads and all("E102" not in str(ad.get("adv_data", "")).upper() for ad in ads):
-                    break
-                await asyncio.sleep(0.2)  # polling the emulator's state, not timing the code
-        assert ads  # still advertising (connectable) without the readout
+            await frames.without_readout.wait()  # a scan report without the readout
+        ads = await virtual_bus.advertisements()
+        assert all("E102" not in str(ad.get("adv_data", "")).upper() for ad in ads)
+        assert ads  # still advertising without the readout ...
+        assert all(ad["connectable"] for ad in ads)  # ... and still connectable
 
 
 async def _key(store: MemoryStore) -> bytes:
