@@ -45,6 +45,34 @@ async def _flush(bus: MessageBus) -> None:
         )
 
 
+class _WaitWhenFull:
+    """A socket whose ``send`` reports 0 bytes written instead of raising BlockingIOError.
+
+    dbus-fast 5.2's writer (``dbus_fast.aio.message_bus._MessageWriter.write_callback``)
+    treats EAGAIN from its non-blocking send as fatal and drops the connection, so a burst
+    of signals (a central hammering writes, then vanishing) could kill org.bluez.  For a
+    partial write it already waits until the socket is writable; 0 bytes takes that path.
+    (Added by the "client" engineer; see the report.)"""
+
+    def __init__(self, sock: object) -> None:
+        self._sock = sock
+
+    def send(self, data: bytes) -> int:
+        try:
+            return int(self._sock.send(data))  # type: ignore[attr-defined]
+        except BlockingIOError:
+            return 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def _wait_when_socket_full(bus: MessageBus) -> None:
+    writer = getattr(bus, "_writer", None)
+    if writer is not None and hasattr(writer, "sock"):
+        writer.sock = _WaitWhenFull(writer.sock)
+
+
 async def serve(
     address: str, config: WorldConfig, ready: Callable[[str], None], stop: asyncio.Event
 ) -> int:
@@ -52,6 +80,7 @@ async def serve(
     first = True
     while True:
         bus = await MessageBus(bus_address=address).connect()
+        _wait_when_socket_full(bus)
         world = World(bus, config)
         await world.start()
         if first:
