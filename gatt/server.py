@@ -33,10 +33,11 @@ log = structlog.get_logger("smallbms.ble")
 
 BLUEZ = "org.bluez"
 DEVICE_IFACE = "org.bluez.Device1"
+OBJECT_ROOT = "/org/smallbms/gatt"  # our GATT objects (bless's default is under /org/bluez)
 ADVERTISEMENT_PATH = "/org/smallbms/advertisement0"
 START_TIMEOUT_S = 10.0  # registering with BlueZ takes milliseconds; more means it is stuck
 STOP_TIMEOUT_S = 3.0
-APP_NAME = "smallbms"  # bless's object paths: /org/bluez/smallbms/serviceNNNN/...
+APP_NAME = "smallbms"  # bless's application name (the adapter alias is set separately)
 
 ReadHandler = Callable[[str], bytes]
 WriteHandler = Callable[[str, bytes], None]
@@ -192,6 +193,9 @@ class GattServer:
         server.read_request_func = self._read
         server.write_request_func = self._write
         await server.setup_task
+        # bless puts its objects under /org/bluez/<name>; every bleak client on the system bus
+        # then takes them for BlueZ's own and logs KeyError('Device').  Ours live elsewhere.
+        server.app.base_path = OBJECT_ROOT
         self._adapter_path = str(server.adapter.path)
         await self._watch_bluez(server.bus)
         for service in self._services:
