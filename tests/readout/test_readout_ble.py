@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from readout_core_scenarios import SCENARIO_NAMES, settle
 from readout_helpers import victron_decode
-from test_core_scenarios import assert_matches
+from test_readout_core_scenarios import assert_matches
 from victron_ble.devices import LynxSmartBMS
 from victron_ble.exceptions import AdvertisementKeyMismatchError
 
