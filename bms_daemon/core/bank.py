@@ -102,20 +102,21 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
     count = len(batteries)
     if count == 0:
         return _invalid(Code.E_B01, "no battery reports on the BMS cables", 0)
-    first = batteries[0].model
-    if any(b.model != first for b in batteries):
-        names = sorted({b.model for b in batteries})
+    models = [b.model for b in batteries]
+    first = models[0]
+    if models.count(first) != count:
+        names = sorted(set(models))
         return _invalid(
             Code.E_B01, f"mixed battery models {', '.join(names)}: use one model only", count
         )
     model = MODELS.get(first)
     if model is None:
         return _invalid(Code.E_B01, f"unknown battery model {first!r}", count)
-    if any(len(b.cell_voltages) != model.cells for b in batteries):
+    if [len(b.cell_voltages) for b in batteries].count(model.cells) != count:
         return _invalid(
             Code.E_B05, f"a battery does not report {model.cells} cells like a {model.name}", count
         )
-    mean_battery_voltage = sum(b.voltage for b in batteries) / count
+    mean_battery_voltage = sum([b.voltage for b in batteries]) / count
     series = round(bank_voltage / mean_battery_voltage) if mean_battery_voltage > 0 else 1
     series = max(1, series)
     system = model.nominal_voltage * series

@@ -10,6 +10,10 @@ where it came from, history, and the balancer's last-full-charge memory.  Timers
 lead, sync detection, rest detection, comms) are deliberately not saved: each restarts, which
 is the safe direction (LOAD waits a full 30 s after a restart, a sync needs a full detection
 time).
+
+Readings holding a NaN or an infinity are treated as no fresh data (a NaN compares false with
+every threshold, so it would silently disable the protection): the comms rules take over,
+W-B05 after 5 s and A-B05 with both outputs floating after 20 s.
 """
 
 from __future__ import annotations
@@ -49,6 +53,15 @@ COMMANDS = ("set_soc", "synchronise", "reset_history", "factory_reset")
 _SYNC_SETTINGS = ("charged_voltage", "tail_current", "charge_detection_time")
 _NO_CODES: tuple[Code, ...] = ()
 _FACTORY_SETTINGS = Settings()
+
+
+def _finite(readings: Readings) -> bool:
+    """Every number of the readings is finite (NaN and infinities propagate through a sum)."""
+    batteries = readings.batteries
+    total = readings.bank_voltage + readings.bank_current
+    total += sum([b.voltage + b.current + b.temperature for b in batteries])
+    total += sum(map(sum, [b.cell_voltages for b in batteries]))
+    return math.isfinite(total)
 
 
 class Bms:
@@ -130,6 +143,8 @@ class Bms:
 
         self._history.elapse(dt)  # before a sync in this step resets the time to zero
         self._balancer.elapse(dt)
+        if readings is not None and not _finite(readings):
+            readings = None  # a NaN would silently pass every threshold: treat it as no data
         if readings is not None:
             previous = self._last_fresh
             gap = 0.0 if previous is None else min(max(now - previous, 0.0), MAX_INTEGRATION_GAP_S)
@@ -240,20 +255,14 @@ class Bms:
                 None, 0, 0, 0, 0, 0.0, None, None, None, None, BalancerState.UNKNOWN
             )
             return
-        min_cell = max_cell = batteries[0].cell_voltages[0] if batteries[0].cell_voltages else (
-            math.nan
-        )
-        min_t = max_t = batteries[0].temperature
-        for b in batteries:
-            cells = b.cell_voltages
-            if cells:
-                lo = min(cells)
-                hi = max(cells)
-                min_cell = min(min_cell, lo)
-                max_cell = max(max_cell, hi)
-            t = b.temperature
-            min_t = min(min_t, t)
-            max_t = max(max_t, t)
+        cell_lists = [b.cell_voltages for b in batteries]
+        if not all(cell_lists):  # a battery without cells (E-B05): extremes of the others
+            cell_lists = [c for c in cell_lists if c] or [(math.nan,)]
+        min_cell = min(map(min, cell_lists))
+        max_cell = max(map(max, cell_lists))
+        temperatures = [b.temperature for b in batteries]
+        min_t = min(temperatures)
+        max_t = max(temperatures)
         m = Measurements(
             min_cell, max_cell, voltage, min_t, max_t, topology.cells_in_series if valid else 0
         )

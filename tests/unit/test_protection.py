@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from core_helpers import Driver, bank
 
@@ -270,3 +272,24 @@ def test_several_causes_show_the_most_fundamental_reason(d: Driver) -> None:
     status = d.step(bank(temperature=60, faults={(0, 0): 2.5}))
     assert status.discharge_reason == Reason.CELL_UNDER_VOLTAGE
     assert status.charge_reason == Reason.HOT
+
+
+def test_readings_with_nan_count_as_missing_data(d: Driver) -> None:
+    """A NaN compares false with every threshold: it must not hide an under-voltage."""
+    broken = bank(faults={(0, 0): float("nan")})
+    status = d.run(broken, 5)
+    assert status.warnings == (Code.W_B05,)
+    status = d.run(broken, 15)
+    assert status.alarms == (Code.A_B05,)
+    assert status.outputs == Outputs.safe()
+    assert normal(d.step(HEALTHY))
+
+
+def test_a_battery_without_cells_is_a_configuration_error_not_a_crash(d: Driver) -> None:
+    readings = bank("12.8V-100Ah", 1, 2)
+    empty = dataclasses.replace(readings.batteries[1], cell_voltages=())
+    status = d.step(dataclasses.replace(readings, batteries=(readings.batteries[0], empty)))
+    assert status.errors == (Code.E_B05,)
+    assert status.outputs.load is False
+    assert status.bank is not None
+    assert status.bank.min_cell_voltage == 3.30
