@@ -15,6 +15,7 @@ from bless import BlessServer  # type: ignore[attr-defined]
 from bless import GATTAttributePermissions as Perm  # type: ignore[attr-defined]
 from bless import GATTCharacteristicProperties as Prop  # type: ignore[attr-defined]
 from dbus_next.errors import DBusError
+from dbus_next.message import Message
 from dbus_next.signature import Variant
 
 SERVICE = "12345678-1234-5678-1234-56789abcdef0"
@@ -25,6 +26,8 @@ SECRET_CHAR = "12345678-1234-5678-1234-56789abcdef4"
 LONG_CHAR = "12345678-1234-5678-1234-56789abcdef5"
 COMPANY = 0xFFFF
 NAME = "VBZTest"
+BURST_CHUNK = 32
+"""Notifications emitted between two flushes (see Peripheral.flush)."""
 
 
 class Peripheral:
@@ -103,6 +106,22 @@ class Peripheral:
         self.server.get_characteristic(NOTIFY_CHAR).value = bytearray(value)
         self.server.update_value(SERVICE, NOTIFY_CHAR)
 
+    async def flush(self) -> None:
+        """A round trip to the bus daemon, so that every signal emitted before is written.
+
+        dbus-next 0.2.3 gives up its connection when the socket buffer is full
+        (BlockingIOError in ``_MessageWriter.write_callback``): a few hundred signals emitted
+        in one go kill bless's connection, on hardware as here.  Pace bursts with this.
+        """
+        await self.server.bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus.Peer",
+                member="Ping",
+            )
+        )
+
     async def subscribed(self) -> bool:
         return bool(await self.server.is_connected())
 
@@ -126,11 +145,11 @@ async def _child(manufacturer: bytes | None) -> None:
         cmd, _, arg = line.partition(" ")
         if cmd == "notify":
             periph.notify(bytes.fromhex(arg))
-        elif cmd == "burst":  # N notifications as fast as bless can emit them
+        elif cmd == "burst":  # N notifications as fast as bless can safely emit them
             for i in range(int(arg)):
                 periph.notify(i.to_bytes(4, "little"))
-                if i % 64 == 63:
-                    await asyncio.sleep(0)  # let the writes drain
+                if i % BURST_CHUNK == BURST_CHUNK - 1:
+                    await periph.flush()
         elif cmd == "mfr":
             periph.set_manufacturer_data(bytes.fromhex(arg))
         elif cmd == "quit":
