@@ -401,6 +401,13 @@ def _parse_setting(name: str, value: object) -> SettingValue:
     return number
 
 
+_LINK_GONE_ERRORS = frozenset({
+    "org.freedesktop.DBus.Error.UnknownObject",
+    "org.freedesktop.DBus.Error.UnknownMethod",
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NoReply",
+    "org.bluez.Error.NotConnected",
+})
 _BOOL_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
                "yes": True, "no": False}
 _AUTO_WORDS = {"auto", "default", "none", "0"}
@@ -526,6 +533,28 @@ class SmallBmsClient:
             raise LinkLost(f"the Bluetooth link to {self.name} is lost")
         return self._client
 
+    @contextlib.asynccontextmanager
+    async def _link_errors(self, doing: str) -> AsyncIterator[None]:
+        """``_errors`` for an operation on an established link: BlueZ answering that the
+        object or method is gone means the link went with it (bluetoothd restarted, the
+        device was removed), which bleak does not always report as a disconnection."""
+        try:
+            yield
+        except ClientError:
+            raise
+        except (BleakError, OSError, EOFError, TimeoutError) as exc:
+            if isinstance(exc, BleakDBusError) and exc.dbus_error in _LINK_GONE_ERRORS:
+                error: ClientError = LinkLost(
+                    f"the Bluetooth link to {self.name} was lost while {doing} "
+                    "(BlueZ restarted or forgot the device)"
+                )
+            else:
+                error = translate(exc, doing=doing)
+            if isinstance(error, LinkLost):
+                self._lost.set()
+                self._session = None
+            raise error from exc
+
     # --- raw access ---------------------------------------------------------------------------
     @property
     def bleak(self) -> BleakClient:
@@ -541,13 +570,13 @@ class SmallBmsClient:
     async def read_raw(self, key: str) -> bytes:
         """The bytes of a characteristic by its profile key (no authentication)."""
         client = self._bleak()
-        async with _errors(f"reading {key}"):
+        async with self._link_errors(f"reading {key}"):
             return bytes(await client.read_gatt_char(profile.uuid_of(key)))
 
     async def write_raw(self, key: str, data: bytes, *, response: bool = True) -> None:
         """Write bytes as they are (no envelope): for tests and the auth exchange."""
         client = self._bleak()
-        async with _errors(f"writing {key}"):
+        async with self._link_errors(f"writing {key}"):
             await client.write_gatt_char(profile.uuid_of(key), data, response=response)
 
     # --- authentication -----------------------------------------------------------------------
