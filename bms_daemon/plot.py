@@ -70,9 +70,12 @@ def plot_run(samples: Sequence[Sample], path: Path, title: str = "") -> None:
             ("PRE-ALARM", [s.prealarm for s in samples]),
         )
     ):
-        base = 2 * (2 - offset)
+        base = 2 * (2 - offset)  # floating at base, high at base + 1
+        ax_out.axhline(base, color="0.9", linewidth=0.8)
         ax_out.step(hours, [base + (1.0 if v else 0.0) for v in values], where="post", label=name)
     ax_out.set_yticks([0.5, 2.5, 4.5], ["PRE-ALARM", "CHARGER", "LOAD"])
+    ax_out.set_ylim(-0.5, 5.5)
+    ax_out.set_ylabel("up = high")
     ax_out.set_xlabel("time (h)")
     if title:
         fig.suptitle(title)

@@ -14,15 +14,20 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from bms_daemon.core.bank import MODELS
+from bms_daemon.sources.physics import (
+    CAPACITY_SPREAD_DEFAULT,
+    SELF_DISCHARGE_DEFAULT,
+    SELF_DISCHARGE_SPREAD_DEFAULT,
+)
 
 # Defaults of a simulated bank (ours).
 DEFAULT_MODEL = "12.8V-100Ah"
 DEFAULT_SOC = 80.0  # %
 DEFAULT_TEMPERATURE = 25.0  # °C
 DEFAULT_SEED = 1
-DEFAULT_CAPACITY_SPREAD = 0.01  # standard deviation of cell capacity, relative
-DEFAULT_SELF_DISCHARGE = 0.02  # per 30 days, fraction of capacity
-DEFAULT_SELF_DISCHARGE_SPREAD = 0.005
+DEFAULT_CAPACITY_SPREAD = CAPACITY_SPREAD_DEFAULT
+DEFAULT_SELF_DISCHARGE = SELF_DISCHARGE_DEFAULT
+DEFAULT_SELF_DISCHARGE_SPREAD = SELF_DISCHARGE_SPREAD_DEFAULT
 DEFAULT_THERMAL_TIME_CONSTANT_S = 3600.0  # battery temperature follows the ambient in ~1 h
 CHARGE_VOLTAGE_PER_CELL = 3.55  # V: 14.2 V per 12.8 V battery, the NG absorption voltage
 MAX_SIMULATED_BATTERIES = 64  # more than the BMS accepts (50), so "too many" can be shown

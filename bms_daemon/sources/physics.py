@@ -48,6 +48,11 @@ OVERCHARGE_LIMIT = 1.01  # a cell never holds more than 101 % of its capacity
 MAX_SUBSTEP_S = 5.0  # longer gaps are integrated in sub-steps so CV charging stays stable
 MAX_SUBSTEP_NO_CHARGER_S = 60.0  # without a charger the current is set by the loads: coarser
 SECONDS_PER_HOUR = 3600.0
+# Spread between cells (defaults of a simulated bank; scenario keys can change them).
+CAPACITY_SPREAD_DEFAULT = 0.01  # standard deviation of cell capacity, relative (1 %)
+SELF_DISCHARGE_DEFAULT = 0.02  # per 30 days, fraction of capacity (LFP: 1-3 %/month)
+SELF_DISCHARGE_SPREAD_DEFAULT = 0.005  # standard deviation of the above, between cells
+MIN_CAPACITY_FRACTION = 0.5  # a drawn cell capacity never falls below half the nominal
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +69,9 @@ class BatteryParams:
 class Spread:
     """Manufacturing spread and ageing: what makes cells drift apart."""
 
-    capacity: float = 0.01  # standard deviation of cell capacity, relative (1 %)
-    self_discharge: float = 0.02  # mean self-discharge per 30 days, fraction of capacity
-    self_discharge_spread: float = 0.005  # standard deviation of the above, between cells
+    capacity: float = CAPACITY_SPREAD_DEFAULT  # standard deviation of cell capacity, relative
+    self_discharge: float = SELF_DISCHARGE_DEFAULT  # mean per 30 days, fraction of capacity
+    self_discharge_spread: float = SELF_DISCHARGE_SPREAD_DEFAULT  # its standard deviation
 
 
 class BankPhysics:
@@ -122,7 +127,9 @@ class BankPhysics:
             self._battery_first_cell.append(len(self.capacity))
             scale = 100.0 / battery.capacity_ah
             for _ in range(battery.cells):
-                cap = battery.capacity_ah * max(0.5, 1.0 + rng.gauss(0.0, spread.capacity))
+                cap = battery.capacity_ah * max(
+                    MIN_CAPACITY_FRACTION, 1.0 + rng.gauss(0.0, spread.capacity)
+                )
                 self._cell_battery.append(index)
                 self.capacity.append(cap)
                 # top-balanced: every cell lacks the same Ah from full, as after a full charge
