@@ -239,10 +239,11 @@ class Daemon:
         if self.ble_runner is None:
             return
         delay = BLE_RETRY_FIRST_S
+        failures = 0  # in a row: the first is logged with its traceback, the rest briefly
         while True:
             try:
                 async for _ in self.ble_runner(self.controller):
-                    delay = BLE_RETRY_FIRST_S  # it came up: a later failure retries quickly
+                    delay, failures = BLE_RETRY_FIRST_S, 0  # it came up: retry quickly later
                 log.warning("ble_stopped", retry_in_s=delay)
             except asyncio.CancelledError:
                 raise
@@ -251,8 +252,13 @@ class Daemon:
                           action="running without Bluetooth; protection is not affected")
                 return
             except Exception as exc:
-                log.exception("ble_failed", error=f"{type(exc).__name__}: {exc}",
-                              retry_in_s=delay)
+                failures += 1
+                problem = f"{type(exc).__name__}: {exc}"
+                if failures == 1:
+                    log.exception("ble_failed", error=problem, retry_in_s=delay)
+                else:
+                    log.warning("ble_failed", error=problem, retry_in_s=delay,
+                                failures_in_a_row=failures)
             finally:
                 self.ble_service = None
             await asyncio.sleep(delay)
