@@ -6,10 +6,11 @@ SOC, keep history, apply the protection rules, light the LEDs, and return a ``St
 passed in), so the daemon, the simulator and the tests all run the same logic.
 
 What survives a restart goes through ``snapshot()`` / ``Bms(saved=...)``: settings, SOC and
-where it came from, history, and the balancer's last-full-charge memory.  Timers (pre-alarm
-lead, sync detection, rest detection, comms) are deliberately not saved: each restarts, which
-is the safe direction (LOAD waits a full 30 s after a restart, a sync needs a full detection
-time).
+where it came from, history, the balancer's last-full-charge memory and the latched protection
+states (an under-voltage stays latched until every cell is back at 3.20 V, restart or not).
+Timers (pre-alarm lead, sync detection, rest detection, comms) are deliberately not saved: each
+restarts, which is the safe direction (LOAD waits a full 30 s after a restart, a sync needs a
+full detection time).
 
 Readings holding a NaN or an infinity are treated as no fresh data (a NaN compares false with
 every threshold, so it would silently disable the protection): the comms rules take over,
@@ -74,9 +75,9 @@ class Bms:
         self._soc = SocCounter()
         self._history = HistoryTracker()
         self._balancer = Balancer()
+        self._protection = Protection()
         if saved is not None:
             self._restore(saved)
-        self._protection = Protection()
         self._topology: Topology | None = None
         self._capacity_ah = 0.0  # of the last valid bank; SOC keeps counting through an error
         self._first_now: float | None = None
@@ -175,7 +176,8 @@ class Bms:
             started=self._last_fresh is not None,
         )
         voltage, current = (None, None) if stale else (self._voltage, self._current)
-        temperature = self._measurements.max_temperature if self._measurements else None
+        measured = self._measurements
+        temperature = measured.max_temperature if measured is not None and not stale else None
         outputs = verdict.outputs
         self._status = Status(
             t=now,
@@ -400,6 +402,7 @@ class Bms:
             "soc": self._soc.snapshot(),
             "history": self._history.snapshot(),
             "balancer": self._balancer.snapshot(),
+            "protection": self._protection.snapshot(),
         }
 
     def _restore(self, saved: object) -> None:
@@ -429,3 +432,5 @@ class Bms:
             self._history = HistoryTracker.restore(saved["history"])
         if "balancer" in saved:
             self._balancer = Balancer.restore(saved["balancer"])
+        if "protection" in saved:
+            self._protection = Protection.restore(saved["protection"])

@@ -11,13 +11,16 @@ floats at once.  Remote off and Mode off release the pre-alarm, which restarts i
 safe direction after a restart too: the timer is not persisted).
 
 State lives in ``Protection``; ``evaluate`` is called once per control step with the latest
-measurements (None when there is no fresh battery data) and returns a ``Verdict``.
+measurements (None when there is no fresh battery data) and returns a ``Verdict``.  The latched
+rule states are persisted (a restart must not reconnect the loads on cells still under 3.20 V
+after an under-voltage); the timers are not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bms_daemon.core.errors import SnapshotError
 from bms_daemon.core.types import Code, Outputs, Reason
 
 # Cell voltage rules (V per cell).
@@ -49,6 +52,7 @@ _ERROR_REASONS = {
     Code.E_B09: Reason.VOLTAGE_NOT_ALLOWED,
 }
 _ERROR_ORDER = (Code.E_B11, Code.E_B01, Code.E_B05, Code.E_B09)
+_LATCHES = ("cell_prealarm", "cell_uv", "low_pack", "cell_ov", "cold", "hot", "low_soc", "floor")
 _OUTPUTS = {
     (load, charger, pre): Outputs(load, charger, pre)
     for load in (False, True)
@@ -171,6 +175,26 @@ class Protection:
             tuple(warnings),
             tuple(alarms),
         )
+
+    # --- persistence ---------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, bool]:
+        """The latched rule states, so that a restart inside a hysteresis band does not, e.g.,
+        reconnect the loads on cells at 3.0 V after an under-voltage.  Timers are left out."""
+        return {name: bool(getattr(self, name)) for name in _LATCHES}
+
+    @classmethod
+    def restore(cls, data: object) -> Protection:
+        """From ``snapshot()``; SnapshotError naming the bad entry."""
+        if not isinstance(data, dict):
+            raise SnapshotError("protection: expected a table")
+        protection = cls()
+        for name, value in data.items():
+            if name not in _LATCHES:
+                raise SnapshotError(f"protection: unknown rule {name!r}")
+            if not isinstance(value, bool):
+                raise SnapshotError(f"protection: {name} must be true or false")
+            setattr(protection, name, value)
+        return protection
 
     # --- the rules -----------------------------------------------------------------------------
     def _battery_rules(self, m: Measurements) -> None:

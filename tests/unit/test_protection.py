@@ -211,6 +211,9 @@ def test_comms_lost_warns_at_5_s_and_floats_both_at_20_s(d: Driver) -> None:
     assert status.outputs.load
     assert status.outputs.charger
     assert status.voltage is None  # stale figures are not shown
+    assert status.current is None
+    assert status.temperature is None
+    assert status.ttg_min is None
     status = d.run(None, 14)  # 19 s
     assert status.warnings == (Code.W_B05,)
     status = d.step(None)  # 20 s

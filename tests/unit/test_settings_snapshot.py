@@ -128,6 +128,18 @@ def test_snapshot_round_trip_keeps_settings_soc_history_and_balancer() -> None:
     assert status.bank.balancer == BalancerState.BALANCED  # remembers the last full charge
 
 
+def test_an_under_voltage_stays_latched_over_a_restart() -> None:
+    """Cells at 3.0 V after an under-voltage: a restart must not reconnect the loads."""
+    d = Driver(soc=30)
+    d.run(bank(faults={(0, 0): 2.5}), 2)
+    assert d.bms.status.alarms == (Code.A_B01,)
+    restarted = Driver(Bms(saved=json.loads(json.dumps(d.bms.snapshot()))))
+    status = restarted.run(bank(faults={(0, 0): 3.0}), 60)
+    assert not status.outputs.load
+    assert status.alarms == (Code.A_B01,)
+    assert restarted.step(bank()).outputs.load
+
+
 def test_an_unknown_soc_stays_unknown_after_a_restart() -> None:
     bms = Bms()
     restored = Bms(saved=bms.snapshot())
@@ -160,6 +172,8 @@ def test_the_pre_alarm_lead_restarts_after_a_restart() -> None:
         (lambda s: s["history"].update(bogus=1), "unknown field 'bogus'"),
         (lambda s: s["balancer"].update(serials="HQ1"), "serials"),
         (lambda s: s["balancer"].update(seconds_since_full_charge=-5), "seconds"),
+        (lambda s: s["protection"].update(cell_uv="yes"), "cell_uv must be true or false"),
+        (lambda s: s["protection"].update(melted=True), "unknown rule 'melted'"),
     ],
 )
 def test_a_bad_snapshot_raises_value_error_naming_the_problem(change: Any, words: str) -> None:
