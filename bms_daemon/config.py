@@ -173,6 +173,14 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f"; known: {', '.join(choices)}"
 
 
+def _home(key: str, tables: Mapping[str, Any]) -> str:
+    """For a key written outside its table: "; it belongs in [bms]" (or "")."""
+    for name, table in tables.items():
+        if isinstance(table, dict) and key in table:
+            return f"; it belongs in [{name}]"
+    return ""
+
+
 def _merge(
     user: Mapping[str, Any], defaults: Mapping[str, Any], where: str, free: frozenset[str]
 ) -> dict[str, Any]:
@@ -182,7 +190,7 @@ def _merge(
         label = f"[{where}] {key}" if where else f"[{key}]"
         if key not in defaults:
             raise _ProblemError(f"{label}: unknown {'key' if where else 'table'}"
-                           f"{_suggest(key, list(defaults))}")
+                                f"{_home(key, defaults) or _suggest(key, list(defaults))}")
         default = defaults[key]
         path = f"{where}.{key}" if where else key
         if path in free:
