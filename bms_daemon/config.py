@@ -189,7 +189,13 @@ def _merge(
     for key, value in user.items():
         label = f"[{where}] {key}" if where else f"[{key}]"
         if key not in defaults:
-            raise _ProblemError(f"{label}: unknown {'key' if where else 'table'}"
+            if where:
+                what = "key"
+            elif isinstance(value, dict):
+                what = "table"
+            else:
+                label, what = key, "key outside any table"
+            raise _ProblemError(f"{label}: unknown {what}"
                                 f"{_home(key, defaults) or _suggest(key, list(defaults))}")
         default = defaults[key]
         path = f"{where}.{key}" if where else key

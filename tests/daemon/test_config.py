@@ -69,7 +69,7 @@ def test_a_file_only_lists_what_it_changes(tmp_path: Path) -> None:
         ("[source]\ntype = ''", "[source] type: missing"),
         ("[logging]\nlevel = 'loud'", "[logging] level: 'loud' is not one of"),
         ("bms = 3", "[bms]: must be a table"),
-        ("rate_hz = 3", "[rate_hz]: unknown table; it belongs in [bms]"),
+        ("rate_hz = 3", "rate_hz: unknown key outside any table; it belongs in [bms]"),
         ("[bms\n", "invalid TOML"),
     ],
 )
