@@ -76,15 +76,21 @@ def main() -> None:
     best = min((whole(scenario) for _ in range(RUNS)), key=lambda r: r[1])
     wall, cpu, ticks, _ = best
     print(f"one simulated day, 1 x 12.8V-200Ah, dt = 1 s: {ticks} steps")
-    print(f"  whole run:   wall {wall:.2f} s, CPU {cpu:.2f} s  "
-          f"({cpu / ticks * 1e6:.1f} us/step CPU, {SECONDS_PER_DAY / wall:,.0f}x real time)")
+    print(
+        f"  whole run:   wall {wall:.2f} s, CPU {cpu:.2f} s  "
+        f"({cpu / ticks * 1e6:.1f} us/step CPU, {SECONDS_PER_DAY / wall:,.0f}x real time)"
+    )
     bank_wall, bank_cpu = min((bank_only(scenario) for _ in range(RUNS)), key=lambda r: r[1])
-    print(f"  bank alone:  wall {bank_wall:.2f} s, CPU {bank_cpu:.2f} s  "
-          f"({bank_cpu / ticks * 1e6:.1f} us/step CPU)")
+    print(
+        f"  bank alone:  wall {bank_wall:.2f} s, CPU {bank_cpu:.2f} s  "
+        f"({bank_cpu / ticks * 1e6:.1f} us/step CPU)"
+    )
     core = cpu - bank_cpu
     print(f"  core + loop: CPU {core:.2f} s  ({core / ticks * 1e6:.1f} us/step)")
-    print(f"  target < 5 s, aim 2 s: {'met' if cpu < 5 else 'MISSED'} (CPU), "
-          f"{'met' if wall < 5 else 'missed'} (wall)")
+    print(
+        f"  target < 5 s, aim 2 s: {'met' if cpu < 5 else 'MISSED'} (CPU), "
+        f"{'met' if wall < 5 else 'missed'} (wall)"
+    )
 
 
 if __name__ == "__main__":
