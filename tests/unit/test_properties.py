@@ -230,7 +230,7 @@ class BmsMachine(RuleBasedStateMachine):
 
 
 BmsMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None
+    max_examples=100, stateful_step_count=40, deadline=None
 )
 TestBmsInvariants = BmsMachine.TestCase
 
@@ -261,6 +261,6 @@ class UnderVoltageMachine(BmsMachine):
 
 
 UnderVoltageMachine.TestCase.settings = settings(
-    max_examples=100, stateful_step_count=60, deadline=None
+    max_examples=60, stateful_step_count=50, deadline=None
 )
 TestUnderVoltageLead = UnderVoltageMachine.TestCase

@@ -56,7 +56,7 @@ def test_charge_counts_at_99_percent_efficiency() -> None:
 @pytest.mark.parametrize("current", [0.09, -0.09, 0.0])
 def test_currents_under_0_1_a_count_as_zero(current: float) -> None:
     d = Driver(soc=50, tick=60)
-    status = d.run(bank(current=current), 7 * 24 * 3600)
+    status = d.run(bank(current=current), 2 * 24 * 3600)
     assert status.soc == 50.0
 
 
