@@ -20,6 +20,7 @@ from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from gatt.virtual import errors
+from gatt.virtual.acquire import AcquiredSocket
 from gatt.virtual.dbus_types import (
     DEVICE,
     GATT_CHARACTERISTIC,
@@ -230,6 +231,10 @@ class Link:
                 continue
             if isinstance(obj, CharacteristicMirror):
                 self.by_remote.pop((attr.owner, attr.remote_path), None)
+                for acquired in (obj.write_socket, obj.notify_socket):
+                    if acquired is not None:
+                        acquired.close()
+                obj.write_socket = obj.notify_socket = None
                 for who in list(obj.sessions):
                     self.disable_notifications(obj, who)
             self.world.bus.unexport(path)
@@ -397,8 +402,71 @@ class Link:
 
     def notify(self, owner: str, remote_path: str, value: bytes) -> None:
         chrc = self.by_remote.get((owner, remote_path))
-        if chrc is not None and chrc.sessions and NOTIFY_FLAGS & set(chrc.attr.flags):
-            chrc.store(value[: self.mtu - 3])  # a notification PDU carries at most MTU-3 bytes
+        if chrc is None or not chrc.sessions or not NOTIFY_FLAGS & set(chrc.attr.flags):
+            return
+        value = value[: self.mtu - 3]  # a notification PDU carries at most MTU-3 bytes
+        if chrc.notify_socket is not None:
+            chrc.notify_socket.send(value)
+        else:
+            chrc.store(value)
+
+    # -- AcquireWrite / AcquireNotify ------------------------------------------------------
+
+    def acquire_write(self, chrc: CharacteristicMirror) -> list[int]:
+        self._check_up()
+        if "write-without-response" not in chrc.attr.flags:
+            raise DBusError(errors.NOT_SUPPORTED, "Operation is not supported")
+        if chrc.write_socket is not None:
+            raise DBusError(errors.NOT_PERMITTED, "Write acquired")
+        need = required_security(chrc.attr.flags, _WRITE_SECURITY)
+        if self.security < need:
+            self._raise_att(security_error(need))
+        attr = chrc.attr
+
+        def on_packet(data: bytes) -> None:
+            if self.up and len(data) <= self.mtu - 3:
+                self.world.send_to_app(
+                    attr.owner,
+                    attr.remote_path,
+                    GATT_CHARACTERISTIC,
+                    "WriteValue",
+                    signature="aya{sv}",
+                    body=[data, self._options()],
+                )
+
+        def on_closed() -> None:
+            chrc.write_socket = None
+            chrc.emit_properties_changed({"WriteAcquired": False})
+
+        acquired = AcquiredSocket(self.mtu, on_packet, on_closed)
+        chrc.write_socket = acquired
+        chrc.emit_properties_changed({"WriteAcquired": True})
+        self.world.after_reply(acquired.handed_over)
+        return [acquired.client_fd, self.mtu]
+
+    def acquire_notify(self, chrc: CharacteristicMirror) -> list[int]:
+        self._check_up()
+        if not NOTIFY_FLAGS & set(chrc.attr.flags):
+            raise DBusError(errors.NOT_SUPPORTED, "Operation is not supported")
+        if chrc.notify_socket is not None:
+            raise DBusError(errors.NOT_PERMITTED, "Notify acquired")
+        need = required_security(chrc.attr.flags, _NOTIFY_SECURITY)
+        if self.security < need:
+            self._raise_att(security_error(need))
+        key = f"acquired:{id(chrc)}"
+
+        def on_closed() -> None:
+            chrc.notify_socket = None
+            self.disable_notifications(chrc, key)
+            chrc.emit_properties_changed({"NotifyAcquired": False, "Notifying": False})
+
+        acquired = AcquiredSocket(self.mtu, lambda _data: None, on_closed)
+        chrc.notify_socket = acquired
+        chrc.sessions.add(key)
+        self.world.notify_subscribe(self.peripheral.local, chrc.attr)
+        chrc.emit_properties_changed({"NotifyAcquired": True, "Notifying": True})
+        self.world.after_reply(acquired.handed_over)
+        return [acquired.client_fd, self.mtu]
 
     def drop_sender(self, who: str) -> None:
         for _, obj, _attr in self.objects:

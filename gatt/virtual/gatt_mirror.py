@@ -16,14 +16,16 @@ The mirror objects forward ``ReadValue``/``WriteValue`` to the application throu
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from dbus_fast import Variant
+from dbus_fast.annotations import DBusSignature
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from gatt.virtual import errors
+from gatt.virtual.acquire import AcquiredSocket
 from gatt.virtual.dbus_types import (
     GATT_CHARACTERISTIC,
     GATT_DESCRIPTOR,
@@ -38,6 +40,8 @@ from gatt.virtual.dbus_types import (
     UInt16,
     caller,
 )
+
+FdAndMtu = Annotated[list[int], DBusSignature("hq")]
 
 if TYPE_CHECKING:
     from gatt.virtual.device import Link
@@ -206,10 +210,20 @@ class CharacteristicMirror(ServiceInterface):
         value = attr.props.get("Value")
         self.value = bytes(value.value) if value is not None else b""
         self.sessions: set[str] = set()
+        self.write_socket: AcquiredSocket | None = None
+        self.notify_socket: AcquiredSocket | None = None
 
     @dbus_property(access=READ)
     def UUID(self) -> Str:
         return self.attr.uuid
+
+    @dbus_property(access=READ)
+    def WriteAcquired(self) -> Bool:
+        return self.write_socket is not None
+
+    @dbus_property(access=READ)
+    def NotifyAcquired(self) -> Bool:
+        return self.notify_socket is not None
 
     @dbus_property(access=READ)
     def Service(self) -> ObjPath:
@@ -256,8 +270,20 @@ class CharacteristicMirror(ServiceInterface):
             raise DBusError(errors.NOT_SUPPORTED, "Operation is not supported")
         if who in self.sessions:
             raise DBusError(errors.IN_PROGRESS, "In Progress")
+        if self.notify_socket is not None:
+            raise DBusError(errors.NOT_PERMITTED, "Notify acquired")
         await self.link.enable_notifications(self, who)
         self.emit_properties_changed({"Notifying": True})
+
+    @dbus_method()
+    def AcquireWrite(self, options: Options) -> FdAndMtu:
+        return self.link.acquire_write(self)
+
+    @dbus_method()
+    def AcquireNotify(self, options: Options) -> FdAndMtu:
+        if self.sessions:
+            raise DBusError(errors.IN_PROGRESS, "In Progress")
+        return self.link.acquire_notify(self)
 
     @dbus_method()
     async def StopNotify(self) -> None:

@@ -79,7 +79,7 @@ async def serve(
     """Serve org.bluez until ``stop`` is set (0) or the bus disappears (1)."""
     first = True
     while True:
-        bus = await MessageBus(bus_address=address).connect()
+        bus = await MessageBus(bus_address=address, negotiate_unix_fd=True).connect()
         _wait_when_socket_full(bus)
         world = World(bus, config)
         await world.start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from dbus_fast import Message, MessageFlag, MessageType, Variant
@@ -69,6 +70,7 @@ class World:
         self.notify_counts: dict[tuple[str, str, str], int] = {}
         self.watched: set[str] = set()
         self.ticks = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self.finished: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
 
     # -- life cycle -------------------------------------------------------------------------
@@ -176,6 +178,18 @@ class World:
             flags=MessageFlag.NO_REPLY_EXPECTED,
         )
         self.bus.send(msg)
+
+    def after_reply(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once everything queued so far (the current reply) has been written:
+        a round trip to the bus daemon comes back only after earlier messages went out."""
+
+        async def later() -> None:
+            await self._dbus_call("NameHasOwner", BLUEZ)
+            action()
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- owners going away ------------------------------------------------------------------
 

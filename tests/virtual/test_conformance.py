@@ -161,6 +161,7 @@ async def test_connect_discover_read_write_notify_and_errors(
 
         queue, callback = notifications(client)
         await client.start_notify(NOTIFY_CHAR, callback)
+        await asyncio.wait_for(peripheral.notify_started.wait(), TIMEOUT)
         assert await peripheral.subscribed()
         peripheral.notify(b"\x2a")
         assert await asyncio.wait_for(queue.get(), TIMEOUT) == b"\x2a"
@@ -173,6 +174,23 @@ async def test_connect_discover_read_write_notify_and_errors(
         peripheral.notify(b"\x2b")
         assert await client.read_gatt_char(READ_CHAR) == b"hello"
         assert queue.empty()
+
+
+async def test_acquired_notify_and_write_sockets(
+    virtual_bus: VirtualBus, peripheral: Peripheral
+) -> None:
+    """bleak's AcquireNotify path (use_start_notify=False) and _acquire_mtu (AcquireWrite)."""
+    async with BleakClient(HCI0, bluez=CENTRAL, timeout=TIMEOUT) as client:
+        await client._backend._acquire_mtu()  # type: ignore[attr-defined]
+        assert client.mtu_size == virtual_bus.config.mtu
+        queue, callback = notifications(client)
+        await client.start_notify(NOTIFY_CHAR, callback, bluez={"use_start_notify": False})
+        await asyncio.wait_for(peripheral.notify_started.wait(), TIMEOUT)
+        peripheral.notify(b"\x33")
+        assert await asyncio.wait_for(queue.get(), TIMEOUT) == b"\x33"
+        await client.stop_notify(NOTIFY_CHAR)  # bleak closes its end of the socket
+        await asyncio.wait_for(peripheral.notify_stopped.wait(), TIMEOUT)
+        assert not await peripheral.subscribed()
 
 
 async def test_long_values_are_read_in_mtu_sized_pieces(peripheral: Peripheral) -> None:
@@ -220,13 +238,16 @@ async def test_two_centrals_at_once(virtual_bus: VirtualBus, peripheral: Periphe
         q2, cb2 = notifications(second)
         await first.start_notify(NOTIFY_CHAR, cb1)
         await second.start_notify(NOTIFY_CHAR, cb2)
+        await asyncio.wait_for(peripheral.notify_started.wait(), TIMEOUT)
         peripheral.notify(b"\x07")
         assert await asyncio.wait_for(q1.get(), TIMEOUT) == b"\x07"
         assert await asyncio.wait_for(q2.get(), TIMEOUT) == b"\x07"
         await first.disconnect()
         peripheral.notify(b"\x08")
         assert await asyncio.wait_for(q2.get(), TIMEOUT) == b"\x08"
-        assert await peripheral.subscribed()  # the second central still listens
+        await second.read_gatt_char(READ_CHAR)  # any StopNotify would have reached the app
+        assert not peripheral.notify_stopped.is_set()  # the second central still listens
+        assert await peripheral.subscribed()
         assert [link["central"] for link in await virtual_bus.links()] == ["/org/bluez/hci2"]
 
 
@@ -256,7 +277,9 @@ async def test_link_loss(virtual_bus: VirtualBus, peripheral: Peripheral) -> Non
         assert await virtual_bus.drop_link("hci1") == 1
         await asyncio.wait_for(gone.wait(), TIMEOUT)
         assert not client.is_connected
-        assert not await peripheral.subscribed()  # BlueZ clears the CCC of a non-bonded central
+        # BlueZ clears the CCC of a non-bonded central: the app hears StopNotify
+        await asyncio.wait_for(peripheral.notify_stopped.wait(), TIMEOUT)
+        assert not await peripheral.subscribed()
     assert await virtual_bus.links() == []
 
 

@@ -49,6 +49,9 @@ class Peripheral:
         }
         self.writes: list[tuple[str, bytes]] = []
         self.written = asyncio.Event()
+        self.notify_started = asyncio.Event()
+        """Set when the app hears StartNotify (BlueZ sends it without waiting for a reply)."""
+        self.notify_stopped = asyncio.Event()
         self.server: Any = None
 
     def _read(self, characteristic: Any, **_: Any) -> bytearray:
@@ -92,6 +95,9 @@ class Peripheral:
         await server.add_new_characteristic(SERVICE, LONG_CHAR, Prop.read, None, Perm.readable)
         self.server = server
         await server.start()
+        # bless calls these before updating its subscription list (same synchronous call)
+        server.app.StartNotify = lambda _char: self.notify_started.set()
+        server.app.StopNotify = lambda _char: self.notify_stopped.set()
         if manufacturer is not None:
             self.set_manufacturer_data(manufacturer)
 
