@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import RUN
+from daemon_harness import RUN
 
 from bms_daemon.core.bms import Bms
 from bms_daemon.store import FileStore

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_config
+from daemon_harness import write_config
 
 from bms_daemon import floatcmd
 
