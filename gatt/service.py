@@ -197,8 +197,8 @@ class BleService:
         server = self._factory(
             name=self._config.name,
             adapter=self._config.adapter,
-            on_read=self._read,
-            on_write=self._write,
+            on_read=self.handle_read,
+            on_write=self.handle_write,
             on_connections=self._on_connections,
             on_lost=self._on_lost,
         )
@@ -298,7 +298,10 @@ class BleService:
         return 0x02E1
 
     # --- reads -------------------------------------------------------------------------------
-    def _read(self, key: str) -> bytes:
+    def handle_read(self, key: str) -> bytes:
+        """A central reads characteristic ``key``: its value, or ``AttError``.
+
+        The GATT semantics without the transport; gatt/server.py calls it from bless."""
         now = self._clock()
         ch = profile.CHARACTERISTICS[key]
         if ch.access is Access.PIN and not self._guard.session_open(now):
@@ -334,7 +337,9 @@ class BleService:
         raise AttError(profile.ATT_VALUE_REJECTED, f"{key} cannot be read")
 
     # --- writes ------------------------------------------------------------------------------
-    def _write(self, key: str, data: bytes) -> None:
+    def handle_write(self, key: str, data: bytes) -> None:
+        """A central writes ``data`` to characteristic ``key``; ``AttError`` when refused (and
+        then nothing changed)."""
         now = self._clock()
         ch = profile.CHARACTERISTICS[key]
         if key == "auth":

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 from ble_server_fakes import sample_status
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bms_daemon.core.bank import MODELS
@@ -68,6 +68,7 @@ def close(a: float | None, b: float | None, resolution: float) -> bool:
     return abs(a - b) <= resolution / 2 + 1e-9
 
 
+@settings(deadline=None)
 @given(statuses)
 def test_status_round_trip_keeps_every_figure_to_its_resolution(status: Status) -> None:
     data = codec.encode_status(status)
@@ -134,6 +135,7 @@ batteries = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(st.lists(batteries, min_size=1, max_size=5), st.data())
 def test_battery_record_round_trip_with_every_cell(bats: list[BatteryStatus],
                                                    data: st.DataObject) -> None:
@@ -178,6 +180,7 @@ banks = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(banks)
 def test_bank_round_trip(bank: BankStatus) -> None:
     got = codec.decode_bank(codec.encode_bank(bank))
@@ -213,6 +216,7 @@ histories = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(histories)
 def test_history_round_trip(h: History) -> None:
     got = codec.decode_history(codec.encode_history(h))
@@ -260,6 +264,7 @@ def test_commands_decode_with_their_argument_and_refuse_bad_lengths() -> None:
         codec.decode_set_soc_argument(struct.pack("<H", 10001))
 
 
+@settings(deadline=None)
 @given(st.integers(0, 0xFF), st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 2]),
        st.text(max_size=300))
 def test_results_round_trip_and_fit_an_indication(op: int, seq: int, result: int,

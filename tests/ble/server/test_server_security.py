@@ -119,7 +119,7 @@ def test_without_a_session_every_write_is_not_authorised() -> None:
     assert info.value.kind == AuthError.NOT_AUTHORIZED
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=64))
 def test_random_bytes_never_pass_as_a_sealed_write(data: bytes) -> None:
     g = guard()
@@ -168,6 +168,7 @@ def test_changing_the_pin_closes_sessions_and_needs_the_new_pin() -> None:
     login(g, "654321")
 
 
+@settings(deadline=None)
 @given(st.text(alphabet="0123456789", min_size=6, max_size=6), st.integers(0, 2**32 - 1))
 def test_pin_and_key_masks_round_trip_and_hide_the_value(pin: str, seq: int) -> None:
     key = bytes(range(32))
