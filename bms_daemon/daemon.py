@@ -454,14 +454,12 @@ def main(args: argparse.Namespace) -> int:
         config = replace(config, ble=replace(config.ble, enabled=False))
     smallbms_logging.configure(config.logging.level, config.logging.format)
     state_directory = config.state_directory()
-    try:
-        state_directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not os.access(state_directory, os.W_OK):
-            raise PermissionError(f"{state_directory} is not writable")
-    except OSError as exc:
-        print(f"smallbms: error: state directory {state_directory}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
     log.info("starting", config=config.origin, pid=os.getpid())
+    problem = prepare_state_directory(state_directory)
+    if problem:
+        # Protecting the battery matters more than remembering SOC: run, say so loudly.
+        log.error("state_directory_unusable", directory=str(state_directory), problem=problem,
+                  action="running; settings, SOC and history will not survive a restart")
     for line in summary(config).splitlines():
         log.info("config", detail=line.strip())
     try:
@@ -476,6 +474,17 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     log.info("stopped")
     return 0
+
+
+def prepare_state_directory(directory: Path) -> str | None:
+    """Create the state directory (mode 0700) if needed; returns a problem, or None."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create it: {exc.strerror or exc}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "not writable by this user"
+    return None
 
 
 async def _run_until_signal(daemon: Daemon, early_stop: list[int]) -> None:

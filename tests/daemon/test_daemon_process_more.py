@@ -78,3 +78,18 @@ def test_virtual_bluez_is_started_when_asked_and_stopped_on_exit(
     events = [entry["event"] for entry in daemon.log]
     assert "virtual_bluez_stopped" in events
     assert events.index("stopping") < events.index("virtual_bluez_stopped")
+
+
+def test_an_unusable_state_directory_does_not_stop_protection(
+    start_daemon: Any, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the state directory should be")
+    config = write_config(tmp_path / "ro.toml", blocker / "state", "[ble]\nenabled = false\n")
+    daemon = start_daemon(config)
+    daemon.wait_notify("READY=1")
+    entry = daemon.wait_log("state_directory_unusable")
+    assert "cannot create it" in entry["problem"]
+    daemon.wait_log("outputs")
+    assert daemon.terminate() == 0
+    assert "state_save_failed" in [e["event"] for e in daemon.log]
