@@ -12,7 +12,7 @@ Tasks, all in one asyncio loop:
   none is on the system bus.  Any BLE failure is logged and retried; it never touches the loop.
 
 Start-up floats every output first, and the first outputs asserted are the core's first verdict;
-READY=1 goes to systemd once that verdict is on the pins.  SIGTERM/SIGINT float the outputs
+READY=1 goes to systemd once that verdict is on the pins.  SIGTERM/SIGINT/SIGHUP float the outputs
 *first*, then save the state and exit 0.
 """
 
@@ -60,6 +60,9 @@ BLE_RETRY_FIRST_S = 2.0  # BLE restarts after a failure: 2 s, doubling ...
 BLE_RETRY_MAX_S = 60.0  # ... up to once a minute
 BLE_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for the BLE side to let go
 SOURCE_ERROR = "source_failed"
+# Clean stop (float, save, exit 0) on these; SIGHUP too, so closing the terminal of a
+# foreground daemon does not kill it without floating the outputs first.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Source(Protocol):
@@ -417,7 +420,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run the BMS: read the battery source, drive the LOAD, CHARGER and PRE-ALARM outputs, "
         "serve Bluetooth, keep SOC and history in the state directory. Stops cleanly (outputs "
-        "floating, state saved) on SIGTERM or Ctrl-C."
+        "floating, state saved) on SIGTERM, SIGHUP or Ctrl-C."
     )
     parser.add_argument("-c", "--config", type=Path, metavar="FILE",
                         help="TOML configuration file (default: the embedded defaults; "
@@ -441,7 +444,7 @@ def main(args: argparse.Namespace) -> int:
     def remember(received: int, _frame: object) -> None:
         early_stop.append(received)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, remember)
     try:
         config = load_config(args.config)
@@ -490,7 +493,7 @@ def prepare_state_directory(directory: Path) -> str | None:
 async def _run_until_signal(daemon: Daemon, early_stop: list[int]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, _on_signal, stop, signum)
     for received in early_stop:
         _on_signal(stop, received)

@@ -93,3 +93,11 @@ def test_an_unusable_state_directory_does_not_stop_protection(
     daemon.wait_log("outputs")
     assert daemon.terminate() == 0
     assert "state_save_failed" in [e["event"] for e in daemon.log]
+
+
+def test_sighup_is_a_clean_stop_too(start_daemon: Any) -> None:
+    daemon = start_daemon()
+    daemon.wait_notify("READY=1")
+    assert daemon.terminate(signum=signal.SIGHUP) == 0
+    assert not any(daemon.outputs()[name] for name in TERMINALS)
+    assert "state_saved" in [entry["event"] for entry in daemon.log]
