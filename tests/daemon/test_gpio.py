@@ -189,3 +189,32 @@ def test_gpiod_missing_chip_is_a_gpio_error(tmp_path: Path) -> None:
         open_port(config, tmp_path)
     with pytest.raises(GpioError, match="cannot release GPIO lines"):
         float_outputs(config, tmp_path)
+
+
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.booleans(), st.booleans(),
+                  st.sampled_from([None, "load", "charger", "prealarm", "remote"])),
+        min_size=1, max_size=25,
+    )
+)
+def test_after_any_fault_every_output_stays_floating(
+    steps: list[tuple[bool, bool, bool, str | None]],
+) -> None:
+    port = MemoryPort()
+    driver = OutputDriver(port)
+    faulted = False
+    for load, charger, prealarm, fault in steps:
+        if fault is not None:
+            port.fail(fault)
+        driver.read_remote()
+        driven = driver.apply(Outputs(load, charger, prealarm), Leds(), 0.0)
+        faulted = faulted or fault is not None
+        if faulted:
+            assert driven == Outputs.safe()
+            assert not driver.hardware_ok
+            assert not any(port.levels.values())
+        else:
+            assert driven == Outputs(load, charger, prealarm)
+            assert (port.levels["load"], port.levels["charger"], port.levels["prealarm"]) == (
+                load, charger, prealarm)
