@@ -1,7 +1,9 @@
 """An adapter (``/org/bluez/hciN``): Adapter1, GattManager1 and LEAdvertisingManager1.
 
 Every adapter can play both roles; by convention hci0 is the peripheral (bless's default) and
-hci1.. are centrals (bleak with ``bluez={"adapter": "hci1"}``).  Registrations and discovery
+hci1.. are centrals (bleak with ``bluez={"adapter": "hci1"}``).  hci0 does not list the
+"central" role, so bleak without an adapter argument picks a central adapter (hci1 when there
+are two; with more, bleak's choice among them is arbitrary).  Registrations and discovery
 sessions are keyed by the caller's unique bus name, as in BlueZ, so that a process that goes
 away can be cleaned up (:meth:`gatt.virtual.world.World.forget_owner`).
 """
@@ -193,7 +195,9 @@ class Adapter(ServiceInterface):
 
     @dbus_property(access=READ)
     def Roles(self) -> StrList:
-        return ["central", "peripheral"]
+        # hci0 does not offer "central", so that bleak's default adapter (the first powered
+        # one with that role, in set order) is never the peripheral's own adapter.
+        return ["peripheral"] if self.index == 0 else ["central", "peripheral"]
 
     @dbus_method()
     def SetDiscoveryFilter(self, options: Options) -> None:
