@@ -4,7 +4,8 @@ Readers of the encrypted instant readout (VictronConnect, Home Assistant's Victr
 integration, ESPHome, Venus OS) need the device's 16-byte key as 32 hex digits.  The key never
 leaves the machine otherwise: it is not logged and not readable over Bluetooth, so printing it
 here, to whoever can read the state directory, is the way to hand it over.  The command only
-reads: the daemon makes the key on its first start and rotates it when the PIN changes.
+reads: the daemon makes the key when its Bluetooth side first starts and rotates it when the
+PIN changes.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Print the instant-readout key (32 hex digits) that Home Assistant, VictronConnect, "
         "ESPHome or Venus OS need to decode this BMS's advertisements. The daemon creates the "
-        "key on its first start and replaces it when the PIN changes; run this command again "
-        "after changing the PIN."
+        "key when Bluetooth first starts and replaces it when the PIN changes; run this "
+        "command again after changing the PIN."
     )
     parser.epilog = (
         "The key is read from the state directory of the daemon (the file readout.json). "
@@ -53,9 +54,9 @@ def main(args: argparse.Namespace) -> int:
                "(try sudo)")
         return EXIT_NO_KEY
     if not path.exists():
-        _error(f"no instant-readout key in {directory}: the daemon creates it on its first "
-               "start. If the daemon runs elsewhere (e.g. as a systemd service), give its "
-               "--config or --state-directory.")
+        _error(f"no instant-readout key in {directory}: the daemon creates it when its "
+               "Bluetooth side first starts. If the daemon runs elsewhere (e.g. as a systemd "
+               "service), give its --config or --state-directory.")
         return EXIT_NO_KEY
     key = read_key(store)
     if key is None:

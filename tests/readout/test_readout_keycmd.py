@@ -60,7 +60,7 @@ def test_no_key_yet_explains_when_it_appears(
     assert run("--state-dir", str(tmp_path / "empty")) == keycmd.EXIT_NO_KEY
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "first start" in captured.err
+    assert "first starts" in captured.err
     assert "Traceback" not in captured.err
     assert not (tmp_path / "empty").exists()  # it only reads
 
