@@ -229,8 +229,8 @@ VEREG = Service(
     ),
 )
 
-# Registration order: SMALLBMS first (bless makes the first service the one it advertises
-# and our adapter makes every service primary; see gatt/server.py).
+# Registration order (the order a generic app lists them); gatt/server.py makes every one
+# primary, which bless alone would not.
 SERVICES: tuple[Service, ...] = (SMALLBMS, DEVICE_INFORMATION, BATTERY_SERVICE, VEREG)
 
 CHARACTERISTICS: dict[str, Characteristic] = {
