@@ -11,7 +11,7 @@ PIN changes.
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import sys
 from pathlib import Path
 
@@ -42,23 +42,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``smallbms key``; the key alone goes to stdout so it can be piped."""
     from bms_daemon.store import FileStore  # noqa: PLC0415  (keep `smallbms --help` light)
-    from gatt.readout_keys import DOCUMENT, read_key  # noqa: PLC0415
+    from gatt.readout_keys import DOCUMENT, key_from_document  # noqa: PLC0415
 
     directory = _state_directory(args)
     if directory is None:
         return EXIT_BAD_CONFIG
     store = FileStore(directory)
     path = store.path(DOCUMENT)
-    if path.exists() and not os.access(path, os.R_OK):
-        _error(f"{path}: permission denied; the key is readable by the daemon's user only "
-               "(try sudo)")
-        return EXIT_NO_KEY
-    if not path.exists():
+    try:
+        # read the file ourselves: the store's load would move a damaged file aside, and this
+        # command only reads
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         _error(f"no instant-readout key in {directory}: the daemon creates it when its "
                "Bluetooth side first starts. If the daemon runs elsewhere (e.g. as a systemd "
                "service), give its --config or --state-directory.")
         return EXIT_NO_KEY
-    key = read_key(store)
+    except PermissionError:
+        _error(f"{path}: permission denied; the key is readable by the daemon's user only "
+               "(try sudo)")
+        return EXIT_NO_KEY
+    except (OSError, UnicodeDecodeError) as exc:
+        _error(f"{path}: cannot read: {exc}")
+        return EXIT_NO_KEY
+    try:
+        key = key_from_document(json.loads(text))
+    except json.JSONDecodeError:
+        key = None
     if key is None:
         _error(f"{path} does not hold a valid key; the daemon replaces it with a new one at its "
                "next start (the old file is kept aside)")

@@ -223,8 +223,13 @@ def _is_count(value: object) -> TypeGuard[int]:
 
 
 def read_key(store: Store) -> bytes | None:
-    """The saved key, without creating one (for ``smallbms key``); None when there is none."""
-    document = store.load(DOCUMENT)
-    if document is None or _problem(document) is not None:
+    """The saved key, without creating one; None when there is none."""
+    return key_from_document(store.load(DOCUMENT))
+
+
+def key_from_document(document: object) -> bytes | None:
+    """The key in a parsed readout document (e.g. read by ``smallbms key`` straight from the
+    file, which must not move a damaged file aside as the store's ``load`` does)."""
+    if not isinstance(document, dict) or _problem(document) is not None:
         return None
     return bytes.fromhex(document["key"])

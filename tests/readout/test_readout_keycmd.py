@@ -70,7 +70,11 @@ def test_corrupt_key_file_is_reported_not_replaced(
 ) -> None:
     (tmp_path / "readout.json").write_text('{"key": "12')
     assert run("--state-dir", str(tmp_path)) == keycmd.EXIT_NO_KEY
-    assert "does not hold a valid key" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "does not hold a valid key" in captured.err
+    assert captured.out == ""
+    assert (tmp_path / "readout.json").read_text() == '{"key": "12'  # left for the daemon
+    assert not list(tmp_path.glob("readout.json.corrupt-*"))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
