@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any, TextIO
 
+from bms_daemon.core.codes import describe
+from bms_daemon.core.types import Code
 from gatt import readout
 from gatt.client import (
     COMMANDS,
@@ -165,13 +167,19 @@ def format_status(status: object) -> list[str]:
         + discharge_text
         + (f" ({_reason(discharge_reason)})" if discharge_reason else ""),
     ]
-    for kind in ("warnings", "alarms", "errors"):
-        codes = _get(status, kind, ()) or ()
-        if codes:
-            lines.append(f"{kind.capitalize():<20}{', '.join(_reason(c) for c in codes)}")
+    for kind, label in (("warnings", "Warning"), ("alarms", "Alarm"), ("errors", "Error")):
+        lines.extend(f"{label:<20}{_describe(code)}" for code in _get(status, kind, ()) or ())
     if not any(_get(status, k, ()) for k in ("warnings", "alarms", "errors")):
         lines.append("Warnings/alarms     none")
     return lines
+
+
+def _describe(code: object) -> str:
+    """The code with the manual's title and advice, e.g. "W-B07 Low SOC: Charge ..."."""
+    try:
+        return describe(Code(_reason(code)))
+    except (ValueError, KeyError):
+        return _reason(code)
 
 
 def _reason(value: object) -> str:
