@@ -95,7 +95,7 @@ class Bms:
             t=0.0,
             soc=self._soc.value(),
             soc_synchronised=self._soc.known,
-            mode=settings.mode,
+            mode=self._settings.mode,
             remote=True,
             voltage=None,
             current=None,

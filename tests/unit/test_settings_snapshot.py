@@ -12,7 +12,7 @@ from core_helpers import Driver, bank
 from bms_daemon.core.bms import Bms
 from bms_daemon.core.protection import PREALARM_LEAD_S
 from bms_daemon.core.settings import SettingError, Settings
-from bms_daemon.core.types import BalancerState, Code, History
+from bms_daemon.core.types import BalancerState, Code, History, Reason
 
 
 def test_charged_voltage_is_checked_against_the_detected_bank() -> None:
@@ -145,6 +145,14 @@ def test_an_under_voltage_stays_latched_over_a_restart() -> None:
     assert not status.outputs.load
     assert status.alarms == (Code.A_B01,)
     assert restarted.step(bank()).outputs.load
+
+
+def test_the_first_status_after_a_restart_shows_the_saved_mode() -> None:
+    bms = Bms()
+    bms.set_setting("mode", False)
+    restored = Bms(saved=bms.snapshot())
+    assert restored.status.mode is False
+    assert restored.status.discharge_reason == Reason.STARTING
 
 
 def test_an_unknown_soc_stays_unknown_after_a_restart() -> None:
