@@ -166,7 +166,8 @@ class BankPhysics:
         self._emf = [0.0] * self.parallel  # per string: Σ rest voltage + offset + polarisation
         self._resistance = [0.0] * self.parallel  # per string: Σ ohmic resistance
         self._decay_for: tuple[float, float] = (-1.0, 0.0)
-        self._rf = [1.0] * len(batteries)  # resistance factors at the present temperatures
+        self._warm_factors = [1.0] * len(batteries)  # no battery below 25 °C
+        self._rf = self._warm_factors  # resistance factors at the present temperatures
         self._solved_for: tuple[bool, bool, float, float, float] | None = None
         self.string_current = [0.0] * self.parallel
         self.bank_current = 0.0
@@ -249,7 +250,8 @@ class BankPhysics:
 
     def _refresh(self) -> None:
         """Recompute rest voltages and string EMF/resistance from the state (once per step)."""
-        self._rf = rf = self._resistance_factors()
+        cold = min(self.temperature) < REFERENCE_TEMPERATURE_C
+        self._rf = rf = self._resistance_factors() if cold else self._warm_factors
         self._solved_for = None
         socs = [q * i for q, i in zip(self.charge, self._inv_capacity, strict=True)]
         self._ocv = ocv_ = ocv_many(socs)
@@ -262,7 +264,7 @@ class BankPhysics:
             ]
         else:
             self._r1_now = self._r1
-        if any(f != 1.0 for f in rf):
+        if cold:
             cb = self._cell_battery
             self._r0_now = [r * rf[cb[k]] for k, r in enumerate(self._r0)]
         else:

@@ -73,6 +73,7 @@ class SimulatedBank:
         self.comms = True
         self._reporting = [i for i in range(len(params)) if i + 1 not in config.missing]
         self._serials = [f"{SERIAL_PREFIX}{i + 1:04d}" for i in range(len(params))]
+        self._models = [p.model for p in params]
         self._last: float | None = None
 
     # --- BatterySource ---------------------------------------------------------------------
@@ -86,19 +87,20 @@ class SimulatedBank:
             return None
         physics = self.physics
         cells = physics.cell_voltages()
+        temperature = physics.temperature
         batteries = []
         for i in self._reporting:
             span = physics.battery_cells(i)
             voltages = tuple(cells[span.start : span.stop])
             batteries.append(
-                BatteryReading(
-                    serial=self._serials[i],
-                    model=physics.batteries[i].model,
-                    firmware=SIMULATED_FIRMWARE,
-                    voltage=sum(voltages),
-                    current=physics.battery_current(i),
-                    temperature=physics.temperature[i],
-                    cell_voltages=voltages,
+                BatteryReading(  # positional: this runs for every battery at every step
+                    self._serials[i],
+                    self._models[i],
+                    SIMULATED_FIRMWARE,
+                    sum(voltages),
+                    physics.battery_current(i),
+                    temperature[i],
+                    voltages,
                 )
             )
         return Readings(
