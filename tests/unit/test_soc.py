@@ -218,3 +218,39 @@ def test_peukert_is_monotonic_and_never_cheaper_above_the_20_hour_rate(
     assert peukert_current(low, 100.0) <= peukert_current(high, 100.0)
     if high >= 5.0:
         assert peukert_current(high, 100.0) >= high
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    samples=st.lists(
+        st.tuples(
+            st.floats(13.5, 14.5),  # bank voltage around the charged voltage
+            st.floats(-3.0, 8.0),  # current around the tail current
+            st.floats(1.0, 30.0),  # seconds since the previous sample
+        ),
+        max_size=60,
+    )
+)
+def test_a_sync_fires_only_after_the_conditions_held_for_the_detection_time(
+    samples: list[tuple[float, float, float]],
+) -> None:
+    """No false 100 %: a sync needs V >= 14.0 V and 0 <= I < 4 A over the whole 180 s."""
+    counter = SocCounter()
+    counter.set(60.0)
+    held = 0.0
+    for voltage, current, dt in samples:
+        ok = voltage >= 14.0 and 0.0 <= current < 4.0
+        held = held + dt if ok else 0.0
+        fired = counter.check_sync(
+            voltage=voltage,
+            current=current,
+            dt=dt,
+            charged_voltage=14.0,
+            tail_current_a=4.0,
+            detection_s=180.0,
+        )
+        if fired:
+            assert held >= 180.0
+            assert counter.value() == 100.0
+        elif held >= 180.0:
+            assert counter.sync_fired  # it fired earlier in this same period
