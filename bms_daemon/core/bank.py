@@ -54,6 +54,7 @@ MAX_BATTERIES_12_24V = 50
 MAX_BATTERIES_48V = 25
 SYSTEM_NOMINAL_VOLTAGES = (12.8, 25.6, 51.2)  # the 12, 24 and 48 V systems the BMS supports
 SYSTEM_48V_NOMINAL = 51.2
+NOMINAL_MATCH_V = 0.05  # float tolerance when comparing nominal voltages (12.8 x 4 = 51.2)
 # E-B09 "battery voltage not allowed" window [5.2].
 BANK_VOLTAGE_MIN = 9.0  # V
 BANK_VOLTAGE_MAX = 60.0  # V
@@ -120,7 +121,7 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
     series = round(bank_voltage / mean_battery_voltage) if mean_battery_voltage > 0 else 1
     series = max(1, series)
     system = model.nominal_voltage * series
-    if not any(abs(system - v) < 0.05 for v in SYSTEM_NOMINAL_VOLTAGES):
+    if not any(abs(system - v) < NOMINAL_MATCH_V for v in SYSTEM_NOMINAL_VOLTAGES):
         return _invalid(
             Code.E_B05,
             f"{series} x {model.nominal_voltage:g} V in series = {system:g} V is not a 12, 24 "
@@ -128,7 +129,8 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
             count,
             series,
         )
-    limit = MAX_BATTERIES_48V if system >= SYSTEM_48V_NOMINAL - 0.05 else MAX_BATTERIES_12_24V
+    is_48v = system >= SYSTEM_48V_NOMINAL - NOMINAL_MATCH_V
+    limit = MAX_BATTERIES_48V if is_48v else MAX_BATTERIES_12_24V
     if count > limit:
         return _invalid(
             Code.E_B01,
