@@ -223,7 +223,7 @@ class Daemon:
             self.tick()
             deadline += self.period
             delay = deadline - loop.time()
-            if delay < 0:  # overran (slow disk? no: saves are threaded): don't burst to catch up
+            if delay < 0:  # the machine was too busy: carry on from now, no burst of ticks
                 deadline = loop.time()
                 delay = 0.0
             with contextlib.suppress(TimeoutError):
@@ -295,11 +295,14 @@ class Daemon:
 
     async def _save_on_exit(self) -> None:
         try:
-            await self.persister.flush()
+            saved = await self.persister.flush()
         except Exception:
             log.exception("state_save_failed_on_exit")
-        else:
+            return
+        if saved:
             log.info("state_saved", saves=self.persister.saves)
+        else:
+            log.error("state_not_saved_on_exit", failures=self.persister.failures)
 
 
 def _level(active: bool) -> str:

@@ -90,13 +90,17 @@ class Persister:
         self._last_saved = data
         self.saves += 1
 
-    async def flush(self) -> None:
-        """Save now if anything changed (shutdown); waits for a save in progress first."""
+    async def flush(self) -> bool:
+        """Save now if anything changed (shutdown); waits for a save in progress first.
+
+        Returns True when the latest state is on disk.
+        """
         if self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
         data = self.snapshot()
         if data != self._last_saved:
             await self._write(data)
+        return data == self._last_saved
 
     def mark_saved(self, data: dict[str, Any] | None) -> None:
         """Record what is already on disk (the state loaded at start), to skip a useless save."""

@@ -92,7 +92,10 @@ def test_an_unusable_state_directory_does_not_stop_protection(
     assert "cannot create it" in entry["problem"]
     daemon.wait_log("outputs")
     assert daemon.terminate() == 0
-    assert "state_save_failed" in [e["event"] for e in daemon.log]
+    events = [e["event"] for e in daemon.log]
+    assert "state_save_failed" in events
+    assert "state_not_saved_on_exit" in events
+    assert "state_saved" not in events
 
 
 def test_sighup_is_a_clean_stop_too(start_daemon: Any) -> None:

@@ -125,11 +125,16 @@ async def test_flush_saves_the_latest_state() -> None:
     persister = Persister(store, snap, interval_s=60.0)
     persister.tick(0.0)
     snap.value = {"soc": 12.5}
-    await persister.flush()
+    assert await persister.flush() is True
     assert store.load("bms") == {"soc": 12.5}
     saves = store.saves
-    await persister.flush()
+    assert await persister.flush() is True
     assert store.saves == saves
+
+
+async def test_flush_says_when_the_state_could_not_be_saved() -> None:
+    persister = Persister(BrokenStore(), Snapshot(), interval_s=60.0)
+    assert await persister.flush() is False
 
 
 @pytest.mark.parametrize("interval", [5.0, 60.0])
