@@ -44,6 +44,7 @@ from bleak.exc import (
 
 from bms_daemon.core.types import BankStatus, BatteryStatus, History
 from gatt import codec, profile, readout, security
+from gatt.agent import optional_just_works_agent
 
 _T = TypeVar("_T")
 
@@ -491,7 +492,10 @@ class SmallBmsClient:
         """Pair (just-works; no-op when already bonded): every characteristic beyond Device
         Information and Battery Level demands an encrypted link (docs/security.md)."""
         try:
-            await client.pair()
+            # A headless central has no BlueZ agent, and real BlueZ then refuses Just Works
+            # pairing (gatt/agent.py); ours is registered for the pairing only.
+            async with optional_just_works_agent():
+                await client.pair()
         except BleakDBusError as exc:
             await self.disconnect()
             if exc.dbus_error in ("org.bluez.Error.AlreadyExists",):
