@@ -47,8 +47,8 @@ RUN = (
 )
 
 
-async def first_advertisement(timeout: float = 30.0) -> tuple[object, float]:
-    async with asyncio.timeout(timeout), BleakScanner(bluez=CENTRAL) as scanner:  # type: ignore[arg-type]
+async def first_advertisement(within: float = 30.0) -> tuple[object, float]:
+    async with asyncio.timeout(within), BleakScanner(bluez=CENTRAL) as scanner:  # type: ignore[arg-type]
         async for found, adv in scanner.advertisement_data():
             if adv.local_name == NAME:
                 return found, time.perf_counter()
@@ -57,8 +57,14 @@ async def first_advertisement(timeout: float = 30.0) -> tuple[object, float]:
 
 async def start_daemon(state: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", RUN, "--state-directory", str(state),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-c",
+        RUN,
+        "--state-directory",
+        str(state),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
 
 async def stop(proc: asyncio.subprocess.Process) -> None:
@@ -103,23 +109,40 @@ async def bench_daemon(starts: int, reads: int) -> None:
                                 latencies.append(time.perf_counter() - r0)
                 finally:
                     await stop(proc)
-    print(f"daemon start -> first advertisement seen: median {statistics.median(times):.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
+    print(
+        f"daemon start -> first advertisement seen: median {statistics.median(times):.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in times)})"
+    )
     if latencies:
         q = statistics.quantiles(latencies, n=100)
-        print(f"status read latency over {len(latencies)} reads: p50 {q[49] * 1000:.1f} ms, "
-              f"p99 {q[98] * 1000:.1f} ms")
+        print(
+            f"status read latency over {len(latencies)} reads: p50 {q[49] * 1000:.1f} ms, "
+            f"p99 {q[98] * 1000:.1f} ms"
+        )
 
 
 class Publisher:
     """A DeviceControl whose status changes on demand (consumed Ah = sequence / 10)."""
 
     def __init__(self) -> None:
-        self._status = Status(t=0, soc=50.0, soc_synchronised=True, mode=True, remote=True,
-                              voltage=13.2, current=-1.0, power=-13.2, consumed_ah=0.0,
-                              ttg_min=None, allowed_to_charge=True, charge_reason=None,
-                              allowed_to_discharge=True, discharge_reason=None,
-                              outputs=Outputs(True, True, False), leds=Leds())
+        self._status = Status(
+            t=0,
+            soc=50.0,
+            soc_synchronised=True,
+            mode=True,
+            remote=True,
+            voltage=13.2,
+            current=-1.0,
+            power=-13.2,
+            consumed_ah=0.0,
+            ttg_min=None,
+            allowed_to_charge=True,
+            charge_reason=None,
+            allowed_to_discharge=True,
+            discharge_reason=None,
+            outputs=Outputs(True, True, False),
+            leds=Leds(),
+        )
         self._listeners: list[Callable[[Status], None]] = []
 
     def status(self) -> Status:
@@ -166,11 +189,15 @@ async def bench_notifications(rate: float, duration: float) -> None:
             async with BleakClient(found, bluez=CENTRAL, timeout=20) as client:  # type: ignore[arg-type]
                 await login(client)
                 received: set[int] = set()
+                last = asyncio.Event()
+                expected = [0]
 
                 def on_status(_: object, data: bytearray) -> None:
                     consumed = codec.decode_status(bytes(data)).consumed_ah
                     if consumed is not None:
                         received.add(round(consumed * 10))
+                        if round(consumed * 10) == expected[0]:
+                            last.set()
 
                 await client.start_notify(profile.uuid_of("status"), on_status)
                 sent = 0
@@ -181,14 +208,18 @@ async def bench_notifications(rate: float, duration: float) -> None:
                     device.publish(sent)
                     await asyncio.sleep(max(0.0, t0 + sent * period - time.perf_counter()))
                 elapsed = time.perf_counter() - t0
+                expected[0] = sent
+                if sent in received:
+                    last.set()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(5):
-                        while sent not in received:
-                            await asyncio.sleep(0.01)
+                        await last.wait()
                 lost = len(set(range(1, sent + 1)) - received)
-                print(f"status notifications: {sent} published at {rate:g}/s for {elapsed:.0f} s,"
-                      f" {len(received & set(range(1, sent + 1)))} received "
-                      f"({len(received) / elapsed:.1f}/s), {lost} lost")
+                print(
+                    f"status notifications: {sent} published at {rate:g}/s for {elapsed:.0f} s,"
+                    f" {len(received & set(range(1, sent + 1)))} received "
+                    f"({len(received) / elapsed:.1f}/s), {lost} lost"
+                )
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -205,6 +236,10 @@ if __name__ == "__main__":
     parser.add_argument("--starts", type=int, default=3, help="daemon starts to time")
     parser.add_argument("--reads", type=int, default=500, help="status reads to time")
     parser.add_argument("--rate", type=float, default=20.0, help="statuses published per second")
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds of notifications (600 = the 10-minute run)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds of notifications (600 = the 10-minute run)",
+    )
     asyncio.run(main(parser.parse_args()))
