@@ -240,6 +240,15 @@ class Link:
             self.world.bus.unexport(path)
         self.objects = list(reversed(keep))
 
+    def close_sockets(self) -> None:
+        """Close acquired write/notify sockets without telling anyone (bluetoothd going away)."""
+        for _, obj, _attr in self.objects:
+            if isinstance(obj, CharacteristicMirror):
+                for acquired in (obj.write_socket, obj.notify_socket):
+                    if acquired is not None:
+                        acquired.close()
+                obj.write_socket = obj.notify_socket = None
+
     def characteristic_for(self, ccc: Attribute) -> CharacteristicMirror | None:
         for _, obj, attr in self.objects:
             if isinstance(obj, CharacteristicMirror) and attr is ccc.parent:

@@ -103,6 +103,7 @@ class World:
                 adapter.discovery.task.cancel()
         for link in list(self.links):
             link.up = False
+            link.close_sockets()
         self.links.clear()
 
     # -- D-Bus plumbing ---------------------------------------------------------------------

@@ -144,3 +144,31 @@ async def test_two_central_processes_share_one_link(
             assert got.empty()
     finally:
         await periph.stop()
+
+
+async def test_a_central_process_that_dies_loses_its_sessions_but_not_the_link(
+    virtual_bus: VirtualBus, spawn: Callable[..., Awaitable[asyncio.subprocess.Process]]
+) -> None:
+    """BlueZ drops a vanished client's notify sessions; the LE link itself stays up."""
+    periph = Peripheral()
+    await periph.start()
+    try:
+        other = await spawn(
+            sys.executable,
+            str(HERE / "vbz_central.py"),
+            virtual_bus.address_of("hci0"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert other.stdout is not None
+        assert await asyncio.wait_for(other.stdout.readline(), TIMEOUT) == b"READY\n"
+        await asyncio.wait_for(periph.notify_started.wait(), TIMEOUT)
+        other.kill()
+        await other.wait()
+        await asyncio.wait_for(periph.notify_stopped.wait(), TIMEOUT)
+        assert not await periph.subscribed()
+        [link] = await virtual_bus.links()
+        assert link["central"] == "/org/bluez/hci1"
+        assert link["notifying"] == []
+    finally:
+        await periph.stop()
