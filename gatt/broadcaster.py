@@ -33,7 +33,7 @@ from gatt.readout import (
     pack_record,
     readout_from_status,
 )
-from gatt.readout_keys import ReadoutKeys
+from gatt.readout_keys import NonceWindowPendingError, ReadoutKeys
 
 log = structlog.get_logger("smallbms.readout")
 
@@ -75,8 +75,9 @@ class ReadoutBroadcaster:
         *,
         product_id: int = DEFAULT_PRODUCT_ID,
     ) -> ReadoutBroadcaster:
-        """The usual wiring: key and nonce window in ``store`` (document "readout")."""
-        return cls(ReadoutKeys(store), settings, product_id=product_id)
+        """The usual wiring: key and nonce window in ``store`` (document "readout"), the
+        window saved in the background so the caller's event loop never waits for the disk."""
+        return cls(ReadoutKeys(store, background=True), settings, product_id=product_id)
 
     @property
     def keys(self) -> ReadoutKeys:
@@ -103,6 +104,8 @@ class ReadoutBroadcaster:
             if not self._due(record, now):
                 return self._payload
             nonce = self._keys.next_nonce()
+        except NonceWindowPendingError:
+            return self._payload  # the next nonce window is being saved: a tick later
         except OSError as exc:
             # Without a saved nonce window a restart could repeat a nonce: keep the frame on
             # air (repeating it is harmless) until the store works again.

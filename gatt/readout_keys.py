@@ -29,6 +29,7 @@ import hmac
 import os
 import re
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeGuard
 
 import structlog
@@ -49,12 +50,35 @@ _HEX_KEY = re.compile(r"^[0-9a-f]{32}$")
 
 RandomBytes = Callable[[int], bytes]
 
+_saver: ThreadPoolExecutor | None = None  # one worker: background saves never overlap
+
+
+def _background_saver() -> ThreadPoolExecutor:
+    global _saver  # noqa: PLW0603 - one lazily made worker for the whole process
+    if _saver is None:
+        _saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readout-save")
+    return _saver
+
+
+class NonceWindowPendingError(Exception):
+    """No nonce can be handed out until the next nonce window is saved (background mode).
+
+    Transient: the save is under way (or is retried); the caller keeps its previous frame.
+    """
+
 
 class ReadoutKeys:
     """The readout key and the nonce sequence of one device, persisted in ``store``.
 
     Every change is saved before it is used; a failed save raises the store's error (an
     ``OSError``) and leaves the object as it was, so the caller simply does not refresh.
+
+    ``background=True`` (what the daemon uses) keeps the once-per-window fsync'd save out of
+    the caller's thread, so it never stalls the event loop that also runs the control loop:
+    when half the window is used, the next window is saved by a worker thread while nonces
+    are still handed out below the saved mark.  Only if the mark is reached before that save
+    has finished does ``next_nonce`` raise ``NonceWindowPendingError`` (the caller keeps its
+    previous frame).  Key changes (rare, a user's PIN change) stay synchronous.
     """
 
     def __init__(
@@ -64,6 +88,7 @@ class ReadoutKeys:
         window: int = NONCE_WINDOW,
         rotate_on_wrap: bool = False,
         random_bytes: RandomBytes = os.urandom,
+        background: bool = False,
     ) -> None:
         if not 1 <= window <= MAX_NONCE_WINDOW:
             raise ValueError(f"nonce window must be 1-{MAX_NONCE_WINDOW}, not {window}")
@@ -71,6 +96,10 @@ class ReadoutKeys:
         self._window = window
         self._rotate_on_wrap = rotate_on_wrap
         self._random = random_bytes
+        self._background = background
+        self._saving: Future[None] | None = None  # the background save under way
+        self._saving_mark = 0  # the mark that save writes
+        self._background_failing = False
         saved = _parse(store.load(DOCUMENT), store)
         if saved is None:
             self._key = self._new_key(None)
@@ -83,6 +112,15 @@ class ReadoutKeys:
             self._key, self._reserved, self._key_since, self._pin_mac = saved
         self._next = self._reserved  # values below the mark may have been used before a crash
         self._pin: str | None = None  # the PIN last checked, to re-fingerprint on a wrap rotation
+        if background:
+            # the first window of this run, at start-up, so the first frame need not wait
+            self._reserved = self._next + window
+            try:
+                self._save()
+            except OSError as exc:
+                self._reserved = self._next
+                log.warning("readout_nonce_window_not_saved", error=str(exc),
+                            action="retrying in the background")
 
     # --- queries -----------------------------------------------------------------------------
     @property
@@ -101,7 +139,12 @@ class ReadoutKeys:
     # --- changes -----------------------------------------------------------------------------
     def next_nonce(self) -> int:
         """A fresh nonce (u16) for the next refresh: always one step after the previous one,
-        possibly skipping values after a restart, never repeating one (see the module doc)."""
+        possibly skipping values after a restart, never repeating one (see the module doc).
+
+        Raises the store's ``OSError`` when a needed save fails, or, in background mode,
+        ``NonceWindowPendingError`` while the next window is not saved yet.
+        """
+        self._collect()
         sequence = self._next
         before = (self._key, self._key_since, self._reserved, self._pin_mac)
         rotated = self._rotate_on_wrap and sequence - self._key_since >= NONCE_MODULUS
@@ -109,7 +152,12 @@ class ReadoutKeys:
             self._key = self._new_key(self._key)
             self._key_since = sequence
             self._pin_mac = None if self._pin is None else self._mac(self._pin)
-        if rotated or sequence >= self._reserved:
+        if self._background and not rotated:
+            if sequence >= self._reserved - self._window // 2:
+                self._reserve_in_background(sequence)
+            if sequence >= self._reserved:
+                raise NonceWindowPendingError("the next nonce window is being saved")
+        elif rotated or sequence >= self._reserved:
             self._reserved = sequence + self._window
             try:
                 self._save()
@@ -121,6 +169,13 @@ class ReadoutKeys:
                         hint="give the new key (`smallbms key`) to your readers")
         self._next = sequence + 1
         return sequence % NONCE_MODULUS
+
+    def flush(self) -> None:
+        """Wait for a background save under way and take its result (for tests and exit)."""
+        saving = self._saving
+        if saving is not None:
+            saving.exception()  # waits; a failure is logged by _collect
+        self._collect()
 
     def sync_pin(self, pin: str) -> bool:
         """Rotate the key if ``pin`` is not the PIN the key was made for; True if rotated.
@@ -169,16 +224,48 @@ class ReadoutKeys:
     def _mac(self, pin: str) -> str:
         return hmac.new(self._key, pin.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def _save(self) -> None:
+    def _document(self, reserved: int) -> dict[str, Any]:
         document: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "key": self._key.hex(),
-            "reserved": self._reserved,
+            "reserved": reserved,
             "key_since": self._key_since,
         }
         if self._pin_mac is not None:
             document["pin_mac"] = self._pin_mac
-        self._store.save(DOCUMENT, document, secret=True)
+        return document
+
+    def _save(self) -> None:
+        """Save now, after any background save (so the file never goes back in time)."""
+        self.flush()
+        self._store.save(DOCUMENT, self._document(self._reserved), secret=True)
+
+    def _reserve_in_background(self, sequence: int) -> None:
+        if self._saving is not None:
+            return
+        mark = max(self._reserved, sequence) + self._window
+        document = self._document(mark)  # built here: only this thread changes the state
+        self._saving_mark = mark
+        self._saving = _background_saver().submit(
+            self._store.save, DOCUMENT, document, secret=True
+        )
+
+    def _collect(self) -> None:
+        """Take the result of a finished background save: a higher mark, or a logged error."""
+        saving = self._saving
+        if saving is None or not saving.done():
+            return
+        self._saving = None
+        error = saving.exception()
+        if error is None:
+            self._reserved = max(self._reserved, self._saving_mark)
+            if self._background_failing:
+                log.info("readout_nonce_window_saved_again")
+                self._background_failing = False
+        elif not self._background_failing:
+            log.warning("readout_nonce_window_not_saved", error=str(error),
+                        action="keeping the frame on air; retrying")
+            self._background_failing = True
 
 
 def _parse(

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from bms_daemon.store import FileStore, MemoryStore
-from gatt.readout_keys import DOCUMENT, NONCE_WINDOW, ReadoutKeys, read_key
+from gatt.readout_keys import (
+    DOCUMENT,
+    NONCE_WINDOW,
+    NonceWindowPendingError,
+    ReadoutKeys,
+    read_key,
+)
 
 
 class FailingStore(MemoryStore):
@@ -268,3 +275,133 @@ def test_sigkill_while_allocating_never_repeats_a_nonce(tmp_path: Path, window: 
     restarted = ReadoutKeys(FileStore(tmp_path), window=window)
     assert restarted.next_nonce() > printed[-1]
     assert printed[-1] < 0x10000  # no wrap in this test, so order is the sequence order
+
+
+# --- background mode (what the daemon uses): the fsync'd save off the event loop -----------
+
+class GatedStore(MemoryStore):
+    """Saves wait at a gate the test opens, and remember which thread made them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.threads: list[str] = []
+
+    def save(self, name: str, data: dict[str, Any], *, secret: bool = False) -> None:
+        self.threads.append(threading.current_thread().name)
+        assert self.gate.wait(timeout=30)
+        super().save(name, data, secret=secret)
+
+
+def test_background_mode_never_makes_the_caller_wait_for_the_disk() -> None:
+    store = GatedStore()
+    keys = ReadoutKeys(store, window=8, background=True)
+    start_saves = len(store.threads)
+    store.gate.clear()  # the disk is slow from now on
+    handed = []
+    for _ in range(100):
+        try:
+            handed.append(keys.next_nonce())
+        except NonceWindowPendingError:
+            break
+    # the whole saved window was usable while the next one was being saved
+    assert handed == list(range(8))
+    assert all(name.startswith("readout-save") for name in store.threads[start_saves:])
+    store.gate.set()
+    keys.flush()
+    assert keys.next_nonce() == 8
+    assert store.documents[DOCUMENT]["reserved"] > 8
+
+
+def test_background_mode_never_repeats_across_restarts() -> None:
+    store = MemoryStore()
+    seen: list[int] = []
+    for _ in range(5):
+        keys = ReadoutKeys(store, window=6, background=True)
+        for _ in range(40):
+            try:
+                seen.append(keys.next_nonce())
+            except NonceWindowPendingError:
+                keys.flush()  # a real caller simply tries again on its next tick
+        keys.flush()  # the process ends: its save is either done or never happened
+    assert seen == sorted(set(seen))
+    assert len(seen) >= 5 * 30
+
+
+def test_background_save_failure_is_logged_once_and_recovers() -> None:
+    store = FailingStore()
+    keys = ReadoutKeys(store, window=4, background=True)
+    store.broken = True
+    got = []
+    with capture_logs() as logs:
+        for _ in range(20):
+            try:
+                got.append(keys.next_nonce())
+            except NonceWindowPendingError:
+                keys.flush()
+    assert got == [0, 1, 2, 3]  # the saved window, then nothing while saves fail
+    failures = [entry for entry in logs if entry["event"] == "readout_nonce_window_not_saved"]
+    assert len(failures) == 1
+    store.broken = False
+    with pytest.raises(NonceWindowPendingError):
+        keys.next_nonce()  # starts the retry
+    keys.flush()
+    assert keys.next_nonce() == 4
+
+
+def test_key_rotation_waits_for_a_background_save_so_the_file_keeps_the_new_key() -> None:
+    store = GatedStore()
+    keys = ReadoutKeys(store, window=4, background=True)
+    store.gate.clear()
+    for _ in range(3):
+        keys.next_nonce()  # starts the background save of the next window
+    rotation = threading.Thread(target=keys.rotate, args=("111111",))
+    rotation.start()
+    store.gate.set()
+    rotation.join(timeout=30)
+    assert not rotation.is_alive()
+    assert read_key(store) == keys.key
+
+
+BACKGROUND_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    import structlog
+    from bms_daemon.store import FileStore
+    from gatt.readout_keys import NonceWindowPendingError, ReadoutKeys
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    keys = ReadoutKeys(FileStore(Path(sys.argv[1])), window=int(sys.argv[2]), background=True)
+    while True:
+        try:
+            print(keys.next_nonce(), flush=True)
+        except NonceWindowPendingError:
+            keys.flush()
+    """
+)
+
+
+def test_sigkill_in_background_mode_never_repeats_a_nonce(tmp_path: Path) -> None:
+    printed: list[int] = []
+    for _ in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", BACKGROUND_CHILD, str(tmp_path), "6"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        assert child.stdout is not None
+        run: list[int] = []
+        for line in child.stdout:
+            run.append(int(line))
+            if len(run) == KILL_AFTER:
+                break
+        os.kill(child.pid, signal.SIGKILL)
+        run.extend(int(line) for line in child.stdout.read().split())
+        child.wait(timeout=30)
+        child.stdout.close()
+        if printed:
+            assert run[0] > printed[-1]
+        assert run == sorted(set(run))
+        printed.extend(run)
+    assert ReadoutKeys(FileStore(tmp_path)).next_nonce() > printed[-1]
