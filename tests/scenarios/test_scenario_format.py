@@ -207,3 +207,15 @@ def test_a_line_at_every_change_and_every_period_otherwise() -> None:
             line["load"], line["charger"], line["prealarm"], line["warnings"], line["alarms"],
             line["errors"])
         assert changed or line["t"] % 30 == 0 or line is lines[-1]
+
+
+def test_smallbms_simulate_through_the_dispatcher(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bms_daemon.cli import main  # noqa: PLC0415
+
+    path = tmp_path / "s.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    assert main(["simulate", str(path), "--every", "60"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["t"] for x in lines] == [0, 60, 120]
