@@ -112,10 +112,8 @@ def advertisement_from_properties(props: Mapping[str, Any]) -> Advertisement:
         normalise_uuid(str(key)): bytes(_unwrap(data))
         for key, data in dict(_unwrap(props.get("ServiceData", {}))).items()
     }
-    includes = tuple(str(i) for i in _unwrap(props.get("Includes", [])))
-    unknown = [i for i in includes if i not in INCLUDES]
-    if unknown:
-        raise AdvertisementError(f"unsupported Includes {unknown}; supported: {list(INCLUDES)}")
+    # BlueZ skips Includes it does not support (SupportedIncludes lists the others)
+    includes = tuple(str(i) for i in _unwrap(props.get("Includes", [])) if str(i) in INCLUDES)
     name = _unwrap(props.get("LocalName"))
     appearance = _unwrap(props.get("Appearance"))
     return Advertisement(
