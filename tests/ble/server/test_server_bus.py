@@ -17,11 +17,13 @@ from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError
 from bms_daemon.store import MemoryStore
 from gatt import codec, profile, security
 from gatt.service import BleService
-from gatt.virtual.bus import VirtualBus
+from gatt.virtual.bus import VirtualBus, start_virtual_bus
+from gatt.virtual.config import WorldConfig
 
 pytestmark = pytest.mark.ble
 SCAN_ON: BlueZScannerArgs = {"adapter": "hci1"}
 CENTRAL: BlueZClientArgs = {"adapter": "hci1"}
+SECOND: BlueZClientArgs = {"adapter": "hci2"}
 WAIT_S = 10.0
 
 
@@ -152,3 +154,39 @@ async def test_bluez_restarting_while_connected_reregisters_within_seconds(
             await login(again)
             view = codec.decode_status(await again.read_gatt_char(profile.uuid_of("status")))
             assert view.soc == device.status().soc
+
+
+async def refused_soon(client: BleakClient, uuid: str) -> int:
+    """The ATT error of the first refused read: sessions close as soon as the daemon sees
+    BlueZ's Device1.Connected change, which travels separately from our reads."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            try:
+                await client.read_gatt_char(uuid)
+            except BleakGATTProtocolError as err:
+                return int(err.code)
+
+
+async def test_a_second_central_connecting_or_leaving_closes_the_sessions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with start_virtual_bus(WorldConfig(adapters=3)) as bus:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)
+        async with serving(FakeDevice()) as service:
+            found, _ = await first_advertisement()
+            status = profile.uuid_of("status")
+            async with BleakClient(found, bluez=CENTRAL, timeout=WAIT_S) as first:
+                await first.pair()
+                await login(first)
+                assert await first.read_gatt_char(status)
+                second = BleakClient(bus.address_of("hci0"), bluez=SECOND, timeout=WAIT_S)
+                await second.connect()
+                try:
+                    assert await refused_soon(first, status) == (
+                        profile.ATT_INSUFFICIENT_AUTHORIZATION)
+                    assert service.connected
+                    await login(first)
+                    assert await first.read_gatt_char(status)
+                finally:
+                    await second.disconnect()
+                assert await refused_soon(first, status) == (  # and again when it leaves
+                    profile.ATT_INSUFFICIENT_AUTHORIZATION)
