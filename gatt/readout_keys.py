@@ -45,6 +45,9 @@ FORMAT_VERSION = 1
 # restart skips at most 256 values, far from the 65 476 a Venus OS de-duplicator would read as
 # "behind".
 NONCE_WINDOW = 256
+# (ours) background mode starts saving the next window when this share of the saved one is used,
+# leaving half a window (~2 min at 1 Hz) for a slow SD card before a frame would be held back.
+RESERVE_AHEAD_FRACTION = 0.5
 MAX_NONCE_WINDOW = NONCE_MODULUS - 61  # a bigger skip would look 1-60 behind to Venus OS
 _HEX_KEY = re.compile(r"^[0-9a-f]{32}$")
 
@@ -153,7 +156,7 @@ class ReadoutKeys:
             self._key_since = sequence
             self._pin_mac = None if self._pin is None else self._mac(self._pin)
         if self._background and not rotated:
-            if sequence >= self._reserved - self._window // 2:
+            if sequence >= self._reserved - int(self._window * (1 - RESERVE_AHEAD_FRACTION)):
                 self._reserve_in_background(sequence)
             if sequence >= self._reserved:
                 raise NonceWindowPendingError("the next nonce window is being saved")
