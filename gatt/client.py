@@ -701,7 +701,7 @@ class SmallBmsClient:
             self._results[result.seq] = result
             self._result_arrived.set()
 
-        async with _errors("subscribing to command results"):
+        async with self._link_errors("subscribing to command results"):
             await client.start_notify(profile.uuid_of("control_point"), on_result)
         self._control_subscribed = True
 
@@ -829,7 +829,7 @@ class SmallBmsClient:
                 queue.put_nowait(codec.decode_status(bytes(data)))
 
         yield await self.status()
-        async with _errors("subscribing to the status"):
+        async with self._link_errors("subscribing to the status"):
             await self._protected(
                 "status", lambda: client.start_notify(profile.uuid_of("status"), on_status)
             )

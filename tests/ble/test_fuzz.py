@@ -23,8 +23,8 @@ pytestmark = pytest.mark.ble
 
 WRITABLE = sorted(key for key, ch in profile.CHARACTERISTICS.items() if ch.writable)
 ENVELOPED = sorted(key for key, ch in profile.CHARACTERISTICS.items() if ch.enveloped)
-RAW_EXAMPLES = 20
-SEALED_EXAMPLES = 20
+RAW_EXAMPLES = 15
+SEALED_EXAMPLES = 15
 
 def fuzz(examples: int) -> settings:
     return settings(max_examples=examples, deadline=None, database=None,

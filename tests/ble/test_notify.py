@@ -7,7 +7,10 @@ status; the daemon notifies a change as it happens (at most once per tick).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import pty
 import sys
 
 import pytest
@@ -152,3 +155,28 @@ def test_cli_watch_prints_plain_lines_when_piped(bms: DaemonUnderTest) -> None:
     assert len(lines) == 2
     assert all(line.startswith("soc=") and " current=-" in line for line in lines)
     assert "\x1b[" not in result.stdout
+
+
+def test_cli_watch_redraws_in_place_on_a_terminal(bms: DaemonUnderTest) -> None:
+    async def on_a_pty() -> tuple[int, bytes]:
+        leader, follower = pty.openpty()
+        env = bms.bus.env()
+        env["SMALLBMS_PIN"] = "000000"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gatt.client_cli", "--device", bms.address,
+            "--adapter", SECOND_CENTRAL, "watch", "--count", "2",
+            env=env, stdout=follower, stderr=asyncio.subprocess.PIPE,
+        )
+        os.close(follower)
+        code = await asyncio.wait_for(proc.wait(), 45)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once the child's side is closed and drained
+            while chunk := os.read(leader, 65536):
+                output += chunk
+        os.close(leader)
+        return code, output
+
+    code, output = bms.run(on_a_pty(), timeout=60)
+    assert code == 0
+    assert output.count(b"\x1b[H\x1b[J") == 2  # cursor home + clear, once per update
+    assert b"State of charge" in output

@@ -111,3 +111,27 @@ def test_bluetoothd_restart_while_connected(bms: DaemonUnderTest) -> None:
     print(f"bluetoothd back -> status read on a new connection: {recovered_in:.2f} s")
     assert recovered_in < RECOVERY_LIMIT_S
     bms.assert_alive()
+
+
+def test_cli_watch_reports_a_lost_link(bms: DaemonUnderTest) -> None:
+    async def watch_then_drop() -> tuple[int, bytes]:
+        env = bms.bus.env()
+        env["SMALLBMS_PIN"] = PIN
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gatt.client_cli", "--device", bms.address,
+            "--adapter", SECOND_CENTRAL, "watch", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert first.startswith(b"soc=")
+        await bms.bus.drop_link(SECOND_CENTRAL)
+        err = await asyncio.wait_for(proc.stderr.read(), 30)
+        return await proc.wait(), err
+
+    code, err = bms.run(watch_then_drop())
+    assert code == 6, err
+    assert err.decode().startswith("smallbms-client: the Bluetooth link to ")
+    assert "lost" in err.decode()
+    assert b"Traceback" not in err
