@@ -5,8 +5,9 @@ whose nonce repeats (ESPHome) or steps back (Venus OS drops 1-60 behind).  So th
 increasing across restarts and power cuts.  Saving every value would write the SD card once a
 second; instead we persist a *window*: before handing out the first nonce at or beyond the saved
 high-water mark we save ``mark = next + NONCE_WINDOW``.  After a crash or power cut the next run
-starts at the saved mark, skipping at most one window of unused values: never a repeat, never a
-step back, one small write per window.
+starts at the saved mark, skipping at most one window of unused values (one and a half in
+background mode, which saves ahead): never a repeat, never a step back, one small write per
+window.
 
 The nonce on air is the low 16 bits of an ever-increasing sequence number, so it wraps after
 65 536 refreshes (about 18 h at the fastest rate of one per second).  The default policy is to
@@ -42,8 +43,8 @@ log = structlog.get_logger("smallbms.readout")
 DOCUMENT = "readout"  # the store document: state directory/readout.json, mode 0600
 FORMAT_VERSION = 1
 # (ours) nonces reserved per save: at most one save per 256 refreshes (~4 min at 1 Hz), and a
-# restart skips at most 256 values, far from the 65 476 a Venus OS de-duplicator would read as
-# "behind".
+# restart skips at most 384 values (1.5 windows), far from the 65 476 a Venus OS de-duplicator
+# would read as "behind".
 NONCE_WINDOW = 256
 # (ours) background mode starts saving the next window when this share of the saved one is used,
 # leaving half a window (~2 min at 1 Hz) for a slow SD card before a frame would be held back.
