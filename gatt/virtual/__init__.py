@@ -9,7 +9,7 @@ through PropertiesChanged), discovery reports, Connect/Pair/Disconnect, the mirr
 with BlueZ's object paths, reads, writes, notifications, AcquireWrite/AcquireNotify, errors
 mapped application -> ATT -> central, clean-up when a client leaves the bus, and a test-only
 control interface (``org.smallbms.VirtualBlueZ1`` at ``/org/bluez``: RestartBluetoothd, DropLink,
-SetPairingMode, ListAdvertisements/Links/Applications).
+SetPairingMode, ListAdvertisements/Refusals/Links/Applications).
 
 Modules: :mod:`.air` (AD bytes), :mod:`.errors` (error mapping), :mod:`.adapter`,
 :mod:`.device` (Device1 and the link), :mod:`.gatt_mirror` (attribute database and its mirror),

@@ -321,6 +321,8 @@ class AdvertisingManager(ServiceInterface):
         super().__init__(ADV_MANAGER)
         self.adapter = adapter
         self.ads: dict[tuple[str, str], Registration] = {}
+        self.refusals: list[dict[str, str]] = []
+        """Why RegisterAdvertisement failed (BlueZ only logs it; the control API shows it)."""
 
     @dbus_property(access=READ)
     def ActiveInstances(self) -> Byte:
@@ -370,14 +372,18 @@ class AdvertisingManager(ServiceInterface):
             frame = self.frame_for(props)
         except air.AdvertisementError as exc:
             log.warning("advertisement %s of %s refused: %s", advertisement, owner, exc)
+            self.refusals.append(
+                {
+                    "adapter": self.adapter.path,
+                    "owner": owner,
+                    "path": advertisement,
+                    "reason": str(exc),
+                }
+            )
             # Real BlueZ 5.66 answers exactly this, with no detail (it only logs the reason);
             # the e2e tier checks both sides (tests/e2e/guest/real_bluez.py, docs/testing.md).
             raise DBusError(errors.FAILED, "Failed to register advertisement") from None
         # BlueZ watches PropertiesChanged on the advertisement and refreshes it.
-        await world.add_match(
-            f"type='signal',sender='{owner}',path='{advertisement}',"
-            f"interface='{PROPERTIES}',member='PropertiesChanged'"
-        )
         await world.watch_owner(owner)
         self.ads[(owner, advertisement)] = Registration(owner, advertisement, props, frame)
         log.info(

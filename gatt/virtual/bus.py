@@ -246,6 +246,11 @@ class VirtualBus:
         """What is on the air: adv_data / scan_response hex, decoded fields, last_error."""
         return await self.control.advertisements()
 
+    async def advertisement_refusals(self) -> list[dict[str, Any]]:
+        """Refused RegisterAdvertisement calls and why: real BlueZ answers only "Failed to
+        register advertisement" and logs the reason; here the reason is kept for tests."""
+        return await self.control.refusals()
+
     async def links(self) -> list[dict[str, Any]]:
         return await self.control.links()
 

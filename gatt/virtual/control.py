@@ -59,6 +59,11 @@ class Control(ServiceInterface):
         return json.dumps([ad for a in self.world.adapters for ad in a.advertising.describe()])
 
     @dbus_method()
+    def ListRefusals(self) -> Json:
+        """Refused RegisterAdvertisement calls with the reason (BlueZ only logs it)."""
+        return json.dumps([r for a in self.world.adapters for r in a.advertising.refusals])
+
+    @dbus_method()
     def ListLinks(self) -> Json:
         return json.dumps(self.world.describe_links())
 
@@ -132,6 +137,9 @@ class ControlClient:
 
     async def advertisements(self) -> list[dict[str, Any]]:
         return list(json.loads(await self._call("ListAdvertisements")))
+
+    async def refusals(self) -> list[dict[str, Any]]:
+        return list(json.loads(await self._call("ListRefusals")))
 
     async def links(self) -> list[dict[str, Any]]:
         return list(json.loads(await self._call("ListLinks")))

@@ -207,11 +207,7 @@ class World:
             adapter.discovery.filters.pop(owner, None)
         for link in self.links:
             link.drop_sender(owner)
-        if owner in self.watched:
-            self.watched.discard(owner)
-            asyncio.get_running_loop().create_task(
-                self._dbus_call("RemoveMatch", self._owner_rule(owner))
-            )
+        self.watched.discard(owner)  # the bus daemon drops match rules on a vanished sender
 
     # -- applications -----------------------------------------------------------------------
 

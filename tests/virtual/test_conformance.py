@@ -353,6 +353,10 @@ async def test_advertisements_that_do_not_fit_are_refused(virtual_bus: VirtualBu
         assert reply.message_type == MessageType.ERROR
         assert reply.error_name == "org.bluez.Error.Failed"
         assert reply.body[0] == "Failed to register advertisement"  # as real BlueZ 5.66 says
+        [refusal] = await virtual_bus.advertisement_refusals()  # the reason bluetoothd logs
+        assert refusal["path"] == "/test/adv0"
+        assert "Advertising data too long: 41 > 31" in refusal["reason"]
+        assert "manufacturer data 0x02E1 20" in refusal["reason"]
 
         fits = Advert(SERVICE, bytes(6))
         bus.export("/test/adv1", fits)
