@@ -77,10 +77,10 @@ def att_code_for_app_error(name: str | None, text: str, *, writing: bool) -> int
         return int(Att.UNLIKELY_ERROR)
     if name == NOT_PERMITTED:
         return int(Att.WRITE_NOT_PERMITTED if writing else Att.READ_NOT_PERMITTED)
-    return int(_APP_ERROR_TO_ATT.get(name or "", Att.UNLIKELY_ERROR))
+    return int(APP_ERROR_TO_ATT.get(name or "", Att.UNLIKELY_ERROR))
 
 
-_APP_ERROR_TO_ATT: dict[str, Att] = {
+APP_ERROR_TO_ATT: dict[str, Att] = {
     NOT_SUPPORTED: Att.REQUEST_NOT_SUPPORTED,
     NOT_AUTHORIZED: Att.INSUFFICIENT_AUTHORIZATION,
     INVALID_VALUE_LENGTH: Att.INVALID_ATTRIBUTE_VALUE_LENGTH,

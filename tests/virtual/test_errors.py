@@ -6,6 +6,8 @@ import pytest
 from bleak.backends.bluezdbus.utils import assert_gatt_reply
 from bleak.exc import BleakDBusError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 from dbus_fast import Message, MessageType
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gatt.virtual import errors
 
@@ -73,3 +75,18 @@ def test_not_permitted_depends_on_the_direction() -> None:
 def test_insufficient_security_is_not_paired_for_the_central(code: int) -> None:
     central = errors.central_error_for_att(code)
     assert (central.name, central.text) == ("org.bluez.Error.NotPermitted", "Not paired")
+
+
+@given(
+    name=st.one_of(st.sampled_from(sorted(errors.APP_ERROR_TO_ATT)), st.text(max_size=40)),
+    text=st.text(max_size=20),
+    writing=st.booleans(),
+)
+def test_every_application_error_makes_bleak_raise(name: str, text: str, writing: bool) -> None:
+    """Whatever the application answers, the central's request fails: never a silent success,
+    and the ATT code is a valid one-byte error."""
+    code = errors.att_code_for_app_error(name, text, writing=writing)
+    assert 0x01 <= code <= 0xFF
+    assert isinstance(
+        bleak_sees(name, text, writing=writing), BleakDBusError | BleakGATTProtocolError
+    )
