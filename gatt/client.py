@@ -472,6 +472,8 @@ class SmallBmsClient:
             bluez=_bluez(self._adapter),  # type: ignore[arg-type]
         )
         self._lost.clear()
+        self._control_subscribed = False  # subscriptions do not survive a new connection
+        self._results.clear()
         async with _errors(f"connecting to {self.name}"):
             try:
                 await client.connect()

@@ -264,12 +264,14 @@ _SETTING_UNITS = {
 }
 
 
-def format_settings(values: Mapping[str, object]) -> list[str]:
-    """One ``name = value`` line per setting, with its unit."""
-    return [
-        f"{name:<24}{_setting_text(v)}{_SETTING_UNITS.get(name, '') if v is not None else ''}"
-        for name, v in values.items()
-    ]
+def format_settings(values: Mapping[str, object], *, assignment: bool = False) -> list[str]:
+    """One line per setting with its unit: aligned columns, or ``name = value`` after a set."""
+    def text(name: str, v: object) -> str:
+        return _setting_text(v) + (_SETTING_UNITS.get(name, "") if v is not None else "")
+
+    if assignment:
+        return [f"{name} = {text(name, v)}" for name, v in values.items()]
+    return [f"{name:<24}{text(name, v)}" for name, v in values.items()]
 
 
 def format_scan(results: Sequence[ScanResult]) -> list[str]:
@@ -322,15 +324,16 @@ async def _cmd_history(client: SmallBmsClient, args: argparse.Namespace) -> int:
 
 
 async def _cmd_get(client: SmallBmsClient, args: argparse.Namespace) -> int:
-    values = await client.settings()
     if args.name is not None:
-        if args.name not in values:
-            raise ClientError(
-                f"unknown setting {args.name!r}; known settings: {', '.join(values)}"
-            )
-        values = {args.name: values[args.name]}
+        value = await client.get_setting(args.name)
+        if args.json:
+            _print_json(value, sys.stdout)
+        else:
+            _print_lines(format_settings({args.name: value}), sys.stdout)
+        return EXIT_OK
+    values = await client.settings()
     if args.json:
-        _print_json(values if args.name is None else values[args.name], sys.stdout)
+        _print_json(values, sys.stdout)
     else:
         _print_lines(format_settings(values), sys.stdout)
     return EXIT_OK
@@ -338,8 +341,8 @@ async def _cmd_get(client: SmallBmsClient, args: argparse.Namespace) -> int:
 
 async def _cmd_set(client: SmallBmsClient, args: argparse.Namespace) -> int:
     values = await client.set_setting(args.name, args.value)
-    shown = values.get(args.name, args.value)
-    print(f"{args.name} = {_setting_text(shown)}{_SETTING_UNITS.get(args.name, '')}", flush=True)
+    shown = {args.name: values.get(args.name, args.value)}
+    _print_lines(format_settings(shown, assignment=True), sys.stdout)
     return EXIT_OK
 
 
