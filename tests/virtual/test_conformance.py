@@ -165,6 +165,9 @@ async def test_connect_discover_read_write_notify_and_errors(
         assert await peripheral.subscribed()
         peripheral.notify(b"\x2a")
         assert await asyncio.wait_for(queue.get(), TIMEOUT) == b"\x2a"
+        ccc = char.get_descriptor("00002902-0000-1000-8000-00805f9b34fb")
+        assert ccc is not None
+        assert await client.read_gatt_descriptor(ccc.handle) == b"\x01\x00"
         # BlueZ re-emits Value after a read, so a read while subscribed also notifies
         assert await client.read_gatt_char(NOTIFY_CHAR) == b"\x2a"
         assert await asyncio.wait_for(queue.get(), TIMEOUT) == b"\x2a"
@@ -213,9 +216,13 @@ async def test_encrypted_characteristics_need_pairing(
         assert await client.read_gatt_char(SECRET_CHAR) == b"secret"
         await client.write_gatt_char(SECRET_CHAR, b"new", response=True)
         assert await device_property("/org/bluez/hci0/dev_00_00_00_00_00_02", "Paired") is True
-    # the bond survives the disconnection
+    # the bond survives the disconnection; unpairing (RemoveDevice) forgets it
     async with BleakClient(HCI0, bluez=CENTRAL, timeout=TIMEOUT) as client:
         assert await client.read_gatt_char(SECRET_CHAR) == b"new"
+        await client.unpair()
+    async with BleakClient(HCI0, bluez=CENTRAL, timeout=TIMEOUT) as client:
+        with pytest.raises(BleakDBusError, match="Not paired"):
+            await client.read_gatt_char(SECRET_CHAR)
 
 
 async def test_pairing_can_be_refused(virtual_bus: VirtualBus, peripheral: Peripheral) -> None:
