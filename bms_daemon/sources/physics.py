@@ -25,7 +25,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bms_daemon.sources.ocv import ocv_many
+from bms_daemon.sources.ocv import HYSTERESIS_BELOW_SOC, ocv_many
 
 # --- model constants (ours; typical LFP values, see research/ng-manuals.md B16) -------------
 R0_CELL_OHM_AT_100AH = 0.0005  # ohmic resistance of a 100 Ah cell: 4 cells = 2 mΩ (datasheet)
@@ -35,6 +35,12 @@ POLARISATION_TAU_S = 300.0  # time constant of the polarisation branch
 # linearly from POLARISATION_KNEE_SOC to (1 + POLARISATION_FULL_GAIN) times at 100 %, which is
 # what makes the CV phase taper over tens of minutes instead of seconds.
 POLARISATION_KNEE_SOC = 90.0
+# Near full, a cell moves between the charge and rest branches of its OCV (ocv.py): quickly to
+# the charge branch while charging, slowly back to the rest branch (a full battery relaxes from
+# its absorption voltage over an hour or so once the charger is off).
+CHARGE_BRANCH_TAU_S = 60.0
+REST_BRANCH_TAU_S = 1800.0
+CV_HELD_TOLERANCE_V = 0.001  # a bank within this of the charger's CV voltage is "on charge"
 POLARISATION_FULL_GAIN = 4.0
 COLD_RESISTANCE_PER_DEGREE = 0.03  # resistance rises 3 % per °C below REFERENCE_TEMPERATURE_C
 REFERENCE_TEMPERATURE_C = 25.0
@@ -122,6 +128,7 @@ class BankPhysics:
         self._r1: list[float] = []
         self._self_discharge: list[float] = []  # Ah per second
         self.polarisation: list[float] = []  # V across the RC branch
+        self.charge_branch: list[float] = []  # 0 = on the OCV's rest branch, 1 = charge branch
         self._offset: list[float] = []
         for index, battery in enumerate(batteries):
             self._battery_first_cell.append(len(self.capacity))
@@ -140,6 +147,7 @@ class BankPhysics:
                 rate = max(0.0, rng.gauss(spread.self_discharge, spread.self_discharge_spread))
                 self._self_discharge.append(cap * rate / SECONDS_PER_MONTH)
                 self.polarisation.append(0.0)
+                self.charge_branch.append(0.0)  # a bank starts rested
                 self._offset.append(0.0)
         self._battery_first_cell.append(len(self.capacity))
         self._battery_r0 = [
@@ -165,7 +173,7 @@ class BankPhysics:
         self._ocv = [0.0] * len(self.capacity)
         self._emf = [0.0] * self.parallel  # per string: Σ rest voltage + offset + polarisation
         self._resistance = [0.0] * self.parallel  # per string: Σ ohmic resistance
-        self._decay_for: tuple[float, float] = (-1.0, 0.0)
+        self._decay_for: tuple[float, float, float, float] = (-1.0, 0.0, 0.0, 0.0)
         self._warm_factors = [1.0] * len(batteries)  # no battery below 25 °C
         self._rf = self._warm_factors  # resistance factors at the present temperatures
         self._solved_for: tuple[bool, bool, float, float, float] | None = None
@@ -254,7 +262,14 @@ class BankPhysics:
         self._rf = rf = self._resistance_factors() if cold else self._warm_factors
         self._solved_for = None
         socs = [q * i for q, i in zip(self.charge, self._inv_capacity, strict=True)]
-        self._ocv = ocv_ = ocv_many(socs)
+        ocv_ = ocv_many(socs)
+        if max(socs) > HYSTERESIS_BELOW_SOC:  # near full: blend in the rest branch
+            rest = ocv_many(socs, rested=True)
+            ocv_ = [
+                r + w * (c - r)
+                for c, r, w in zip(ocv_, rest, self.charge_branch, strict=True)
+            ]
+        self._ocv = ocv_
         if max(socs) > POLARISATION_KNEE_SOC:
             knee = POLARISATION_KNEE_SOC
             gain = POLARISATION_FULL_GAIN / (100.0 - POLARISATION_KNEE_SOC)
@@ -303,8 +318,14 @@ class BankPhysics:
     def _substep(self, h: float) -> None:
         self._solve()
         if self._decay_for[0] != h:
-            self._decay_for = (h, math.exp(-h / POLARISATION_TAU_S))
-        decay = self._decay_for[1]
+            self._decay_for = (
+                h,
+                math.exp(-h / POLARISATION_TAU_S),
+                1.0 - math.exp(-h / CHARGE_BRANCH_TAU_S),
+                1.0 - math.exp(-h / REST_BRANCH_TAU_S),
+            )
+        _, decay, to_charge, to_rest = self._decay_for
+        branch = self.charge_branch
         charge = self.charge
         cap_max = self._capacity_max
         pol = self.polarisation
@@ -312,8 +333,14 @@ class BankPhysics:
         sd = self._self_discharge
         bleeding = self._bleeding
         bleed_ah = BALANCE_CURRENT_A * h / SECONDS_PER_HOUR
+        held_at_cv = (
+            self.charger_on and self.charge_a > 0.0
+            and self.bus_voltage >= self.charge_voltage - CV_HELD_TOLERANCE_V
+        )
         for j, cells in enumerate(self._string_cells):
             current = self.string_current[j]
+            on_charge = current > 0.0 or held_at_cv
+            branch_target, rate = (1.0, to_charge) if on_charge else (0.0, to_rest)
             dq = current * h / SECONDS_PER_HOUR
             if dq > 0.0:
                 dq *= CHARGE_EFFICIENCY
@@ -328,6 +355,8 @@ class BankPhysics:
                 charge[k] = q
                 target = r1[k] * current
                 pol[k] = target + (pol[k] - target) * decay
+                w = branch[k]
+                branch[k] = w + (branch_target - w) * rate
         self._thermal(h)
         self._refresh()
 

@@ -245,3 +245,14 @@ def test_create_source_names_the_bad_key(table: dict[str, Any], message: str) ->
     with pytest.raises(ValueError) as caught:
         create_source(table)
     assert message in str(caught.value)
+
+
+def test_a_full_battery_relaxes_from_the_absorption_voltage_once_the_charger_stops() -> None:
+    b = bank(soc=97, charge=30)
+    held = run(b, 2 * HOUR, every=5)
+    assert held.bank_voltage == pytest.approx(14.2)  # CV: held at the absorption voltage
+    assert held.bank_current < 1.0  # ... with the current tapered off
+    rested = run(b, 2 * HOUR, Outputs(load=True, charger=False), start=2 * HOUR, every=5)
+    assert 13.6 < rested.bank_voltage < 13.9  # about 3.45 V per cell, like a rested full LFP
+    assert bank(soc=100).read(0.0) is not None
+    assert run(bank(soc=100), 1, NONE).bank_voltage == pytest.approx(13.8, abs=0.05)
