@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,7 +232,7 @@ def _step(number: int, raw: Mapping[str, Any], bank: SimulatedBankConfig, lines:
 
 
 def _cell_offsets(
-    value: object, bank: SimulatedBankConfig, bad: Any
+    value: object, bank: SimulatedBankConfig, bad: Callable[[str], ScenarioError]
 ) -> tuple[CellOffset, ...]:
     if value is None:
         return ()
