@@ -39,7 +39,8 @@ Exit status 0 = every check passed, 1 = a check failed, 2 = the harness itself f
                    daemon  the real 'smallbms run' daemon and 'smallbms-client' + victron-ble
 
 Environment: E2E_CACHE (default .cache/e2e), E2E_VENV (default .venv), E2E_TIMEOUT
-(seconds per guest, default $BOOT_TIMEOUT).  Logs of the last run: \$E2E_CACHE/last;
+(seconds per guest, default $BOOT_TIMEOUT), E2E_EATT=1 (keep BlueZ's EATT on; see
+docs/testing.md for the race that makes the tier turn it off).  Logs of the last run: \$E2E_CACHE/last;
 a failed run is kept as \$E2E_CACHE/failed-<time>.  Needs root the first time (apt-get).
 USAGE
 }
@@ -148,7 +149,7 @@ boot() {  # role, serial-backend-for-the-Bluetooth-link
   timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m "$GUEST_MEM" -smp 1 \
     -display none -no-reboot -nic none -pidfile "$RUN/qemu-$1.pid" \
     -kernel "$KDIR/vmlinuz" -initrd "$KDIR/initrd.gz" \
-    -append "console=ttyS0 panic=-1 quiet work=$RUN repo=$REPO venv=$VENV role=$1 cases=$CASES" \
+    -append "console=ttyS0 panic=-1 quiet work=$RUN repo=$REPO venv=$VENV role=$1 cases=$CASES eatt=${E2E_EATT:-0}" \
     -serial "file:$RUN/out/console-$1.log" -serial "$2" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$RUN,mount_tag=work,security_model=none,multidevs=remap" \

@@ -107,6 +107,14 @@ def prepare(unit: units.Unit, results: Results) -> tuple[list[str], dict[str, st
         for p in paths:
             Path(root, p).mkdir(parents=True, exist_ok=True)
             shutil.chown(Path(root, p), user, group)
+            if directive == "StateDirectory" and unit.state_directory_mode is not None:
+                Path(root, p).chmod(unit.state_directory_mode)
+    if user != "root":
+        opened = open_path_to(Path(VENV, "bin", "python").resolve())
+        if opened:
+            results.fact("guest only: made traversable for the service user",
+                         f"{', '.join(opened)} (the host's interpreter lives there; a real "
+                         "install has its own venv under /opt/smallbms)")
     if unit.type == "notify":
         env["NOTIFY_SOCKET"] = NOTIFY_SOCKET
     env.update(unit.environment)
@@ -114,10 +122,29 @@ def prepare(unit: units.Unit, results: Results) -> tuple[list[str], dict[str, st
     if unit.watchdog_s:
         env["WATCHDOG_USEC"] = str(int(unit.watchdog_s * 1e6))
         # WATCHDOG_PID must be the daemon's own pid: set it in a shell that then execs it.
-        argv = ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", *argv]
-    if user != "root":
-        argv = ["setpriv", f"--reuid={user}", f"--regid={group}", "--init-groups", "--", *argv]
-    return argv, env, config
+        argv = ["sh", "-c", 'export WATCHDOG_PID=$$; exec "$@"', "sh", *argv]
+    if unit.umask is not None:  # setpriv has no umask option: the shell sets it, then execs
+        argv = ["sh", "-c", f'umask {unit.umask:04o}; exec "$@"', "sh", *argv]
+    return as_service_user(unit, argv), env, config
+
+
+def open_path_to(target: Path) -> list[str]:
+    """Add o+x to the folders above ``target`` that lack it (in the guest's overlay only)."""
+    opened = []
+    for folder in reversed(target.parents):
+        mode = folder.stat().st_mode
+        if not mode & 0o001:
+            folder.chmod(mode | 0o001)
+            opened.append(str(folder))
+    return opened
+
+
+def as_service_user(unit: units.Unit, argv: list[str]) -> list[str]:
+    user = unit.user or "root"
+    if user == "root":
+        return argv
+    return ["setpriv", f"--reuid={user}", f"--regid={unit.group or user}", "--init-groups",
+            "--", *argv]
 
 
 class NotifyListener:
@@ -283,7 +310,7 @@ async def scenario(results: Results, unit: units.Unit, env: dict[str, str], conf
         write_text(work() / "flags" / "daemon.no-ble", "")
         signal("daemon.periph.ready")
         await await_flag("daemon.central.done", CENTRAL_TIMEOUT_S)
-        await stop(results, env, proc)
+        await stop(results, unit, env, proc)
         return 0 if results.ok else 1
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     took = await wait_advertising(bus, READY_TIMEOUT_S)
@@ -313,11 +340,12 @@ async def scenario(results: Results, unit: units.Unit, env: dict[str, str], conf
     for line in paired.splitlines():
         results.fact("paired with (peripheral's bluetoothd)", line)
 
-    await stop(results, env, proc)
+    await stop(results, unit, env, proc)
     return 0 if results.ok else 1
 
 
-async def stop(results: Results, env: dict[str, str], proc: asyncio.subprocess.Process) -> None:
+async def stop(results: Results, unit: units.Unit, env: dict[str, str],
+               proc: asyncio.subprocess.Process) -> None:
     """``systemctl stop``: SIGTERM, wait, then check the outputs were left floating."""
     if proc.returncode is None:
         proc.send_signal(signals.SIGTERM)
@@ -327,6 +355,10 @@ async def stop(results: Results, env: dict[str, str], proc: asyncio.subprocess.P
         except TimeoutError:
             results.check("SIGTERM: the daemon exits 0", False,
                           f"still running after {STOP_TIMEOUT_S:g} s")
+        for command in unit.exec_stop_post:  # systemd runs these after any stop
+            code, out, err = await run(*as_service_user(unit, command), env=env)
+            results.check(f"ExecStopPost {' '.join(command[1:])}", code == 0,
+                          (err or out).strip()[-200:] or "exit 0")
         levels = Path(env.get("STATE_DIRECTORY", "/var/lib/smallbms").split(":")[0],
                       "gpio-memory.json")
         text = read_text(levels)

@@ -17,9 +17,11 @@ from pathlib import Path
 # Directives this model honours; the others are reported (most are sandboxing, which the
 # guest need not reproduce to prove the daemon starts and speaks BLE).
 UNDERSTOOD = {
-    "ExecStart", "ExecStartPre", "Environment", "User", "Group", "SupplementaryGroups",
-    "StateDirectory", "RuntimeDirectory", "ConfigurationDirectory", "WorkingDirectory",
+    "ExecStart", "ExecStartPre", "ExecStopPost", "Environment", "User", "Group",
+    "SupplementaryGroups", "StateDirectory", "RuntimeDirectory", "ConfigurationDirectory",
+    "WorkingDirectory",
     "Type", "WatchdogSec", "KillSignal", "KillMode", "StateDirectoryMode",
+    "ConfigurationDirectoryMode", "UMask", "NotifyAccess",
 }
 DIRECTORY_ROOTS = {
     "StateDirectory": ("/var/lib", "STATE_DIRECTORY"),
@@ -33,6 +35,7 @@ SPECIFIERS = {"%S": "/var/lib", "%t": "/run", "%E": "/etc", "%%": "%"}
 class Unit:
     exec_start: list[str]
     exec_start_pre: list[list[str]] = field(default_factory=list)
+    exec_stop_post: list[list[str]] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     group: str | None = None
@@ -41,6 +44,8 @@ class Unit:
     working_directory: str | None = None
     type: str = "simple"
     watchdog_s: float | None = None
+    umask: int | None = None
+    state_directory_mode: int | None = None
     ignored: list[str] = field(default_factory=list)
 
     def config_path(self) -> str | None:
@@ -111,6 +116,8 @@ def parse(path: Path) -> Unit:
             unit.exec_start = _command(value)
         elif key == "ExecStartPre":
             unit.exec_start_pre.append(_command(value))
+        elif key == "ExecStopPost":
+            unit.exec_stop_post.append(_command(value))
         elif key == "Environment":
             for assignment in shlex.split(value):
                 name, _, val = assignment.partition("=")
@@ -129,6 +136,10 @@ def parse(path: Path) -> Unit:
             unit.type = value
         elif key == "WatchdogSec":
             unit.watchdog_s = _seconds(value)
+        elif key == "UMask":
+            unit.umask = int(value, 8)
+        elif key == "StateDirectoryMode":
+            unit.state_directory_mode = int(value, 8)
         elif key not in UNDERSTOOD:
             unit.ignored.append(key)
     if not unit.exec_start:
