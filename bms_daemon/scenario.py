@@ -303,7 +303,10 @@ class _Lines:
         self, table: str, message: str, values: Mapping[str, Any]
     ) -> ScenarioError:
         """Place a message from another validator at the line of the key it names."""
-        key = next((k for k in values if re.search(rf"\b{re.escape(k)}\b", message)), None)
+        named = re.match(r"^\[\w+\] (\w+)", message)  # "[bank] soc: ..." names its key
+        key = named.group(1) if named and named.group(1) in values else next(
+            (k for k in values if re.search(rf"\b{re.escape(k)}\b", message)), None
+        )
         line = self.find(table, None, key)
         where = f"{self.origin}:{line}" if line else self.origin
         return ScenarioError(f"{where}: {message}")

@@ -219,3 +219,10 @@ def test_smallbms_simulate_through_the_dispatcher(
     assert main(["simulate", str(path), "--every", "60"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["t"] for x in lines] == [0, 60, 120]
+
+
+def test_the_line_is_the_bad_keys_even_when_the_message_names_another() -> None:
+    text = GOOD.replace("series = 1", 'series = 1\nbattery_models = ["LFP"]')
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, "good.toml")
+    assert str(caught.value).startswith("good.toml:4: [bank] battery_models:")
