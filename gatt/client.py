@@ -499,9 +499,9 @@ class SmallBmsClient:
             async with optional_just_works_agent():
                 await client.pair()
         except BleakDBusError as exc:
+            if exc.dbus_error == "org.bluez.Error.AlreadyExists":
+                return  # bonded already (a race with bleak's own check): the link is encrypted
             await self.disconnect()
-            if exc.dbus_error in ("org.bluez.Error.AlreadyExists",):
-                return
             if exc.dbus_error in (
                 "org.bluez.Error.AuthenticationFailed",
                 "org.bluez.Error.AuthenticationRejected",
