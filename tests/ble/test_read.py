@@ -15,7 +15,7 @@ from bleak import BleakClient
 from bleak.exc import BleakError
 
 from bms_daemon.store import FileStore
-from gatt import codec, profile
+from gatt import codec, profile, security
 from gatt.client import NotAuthenticated, SmallBmsClient, scan
 from gatt.readout_keys import read_key
 
@@ -215,3 +215,25 @@ def test_cli_unknown_device_says_so(bms: DaemonUnderTest) -> None:
     assert result.returncode == 3
     assert result.stderr.startswith("smallbms-client: no device '11:22:33:44:55:66' found")
     assert "Traceback" not in result.stderr
+
+
+def test_every_readable_characteristic_reads_and_decodes(bms: DaemonUnderTest) -> None:
+    """Walks the profile table, so a characteristic added there is read here too."""
+    decoders = {
+        "manufacturer": codec.decode_text, "model": codec.decode_text,
+        "serial": codec.decode_text, "firmware": codec.decode_text,
+        "battery_level": codec.decode_battery_level,
+        "auth": security.decode_challenge,
+        "status": codec.decode_status, "bank": codec.decode_bank,
+        "battery": codec.decode_battery, "history": codec.decode_history,
+        **{key: codec.SETTING_CODECS[name].decode
+           for name, key in profile.SETTING_KEYS.items()},
+        **{key: (lambda d, f=fmt, s=scale: codec.decode_vereg(f, s, d))
+           for key, _reg, _desc, _pres, fmt, scale in profile.VEREG_REGISTERS},
+    }
+    readable = [key for key, ch in profile.CHARACTERISTICS.items() if ch.readable]
+    assert sorted(readable) == sorted(decoders)
+    c = bms.shared()
+    bms.run(c.authenticate())
+    for key in readable:
+        decoders[key](bms.run(c.read_raw(key)))  # raises CodecError on a malformed value
