@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any, TextIO
@@ -369,7 +370,8 @@ async def _cmd_watch(client: SmallBmsClient, args: argparse.Namespace) -> int:
             _print_json(status, sys.stdout)
         elif tty:
             sys.stdout.write(_ANSI_REDRAW)
-            _print_lines([f"{client.name}  (Ctrl-C to stop)", *format_status(status)], sys.stdout)
+            header = f"{client.name}  {client.address}  {time.strftime('%H:%M:%S')}  (Ctrl-C to stop)"
+            _print_lines([header, "", *format_status(status)], sys.stdout)
         else:
             print(_status_line(status), flush=True)
         count += 1

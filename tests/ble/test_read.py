@@ -237,3 +237,12 @@ def test_every_readable_characteristic_reads_and_decodes(bms: DaemonUnderTest) -
     bms.run(c.authenticate())
     for key in readable:
         decoders[key](bms.run(c.read_raw(key)))  # raises CodecError on a malformed value
+
+
+def test_cli_finds_the_device_by_name_or_alone(bms: DaemonUnderTest) -> None:
+    by_name = bms.cli("--device", bms.name, "get", "mode", "--json", device=False)
+    assert by_name.returncode == 0, by_name.stderr
+    assert json.loads(by_name.stdout) is True
+    alone = bms.cli("get", "mode", device=False, adapter=None)  # the only smallbms in range
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout.split() == ["mode", "on"]
