@@ -370,7 +370,8 @@ async def _cmd_watch(client: SmallBmsClient, args: argparse.Namespace) -> int:
             _print_json(status, sys.stdout)
         elif tty:
             sys.stdout.write(_ANSI_REDRAW)
-            header = f"{client.name}  {client.address}  {time.strftime('%H:%M:%S')}  (Ctrl-C to stop)"
+            now = time.strftime("%H:%M:%S")
+            header = f"{client.name}  {client.address}  {now}  (Ctrl-C to stop)"
             _print_lines([header, "", *format_status(status)], sys.stdout)
         else:
             print(_status_line(status), flush=True)
