@@ -17,7 +17,16 @@ from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_method
 
 from gatt.virtual import errors
-from gatt.virtual.dbus_types import BLUEZ, CONTROL, CONTROL_PATH, Json, ObjPath, Str, UInt32
+from gatt.virtual.dbus_types import (
+    BLUEZ,
+    CONTROL,
+    CONTROL_PATH,
+    Json,
+    ObjPath,
+    Str,
+    UInt32,
+    caller,
+)
 
 if TYPE_CHECKING:
     from gatt.virtual.world import World
@@ -73,22 +82,31 @@ class Control(ServiceInterface):
 
 
 class AgentManager(ServiceInterface):
-    """AgentManager1 as bluetoothctl expects it; pairing outcome is set by SetPairingMode."""
+    """AgentManager1: remembers who registered an agent, because real BlueZ refuses to pair
+    when no agent can confirm a Just Works pairing (found by the e2e tier, docs/testing.md);
+    the pairing outcome otherwise is set by SetPairingMode.  The agent itself is never called."""
 
-    def __init__(self) -> None:
+    def __init__(self, agents: dict[str, str] | None = None) -> None:
         super().__init__("org.bluez.AgentManager1")
+        self.agents = agents if agents is not None else {}  # owner -> agent path
 
     @dbus_method()
     def RegisterAgent(self, agent: ObjPath, capability: Str) -> None:
-        pass
+        owner = caller()
+        if owner in self.agents:
+            raise DBusError(errors.ALREADY_EXISTS, "Already Exists")
+        self.agents[owner] = agent
 
     @dbus_method()
     def UnregisterAgent(self, agent: ObjPath) -> None:
-        pass
+        if self.agents.get(caller()) != agent:
+            raise DBusError(errors.DOES_NOT_EXIST, "Does Not Exist")
+        del self.agents[caller()]
 
     @dbus_method()
     def RequestDefaultAgent(self, agent: ObjPath) -> None:
-        pass
+        if self.agents.get(caller()) != agent:
+            raise DBusError(errors.DOES_NOT_EXIST, "Does Not Exist")
 
 
 class ControlError(RuntimeError):

@@ -25,7 +25,7 @@ async def _ask(bus: MessageBus, owner: str, member: str, signature: str,
 
 async def test_agent_accepts_just_works_and_refuses_codes(virtual_bus: object) -> None:
     async with just_works_agent() as agent:
-        owner = agent._bus.unique_name if agent._bus is not None else ""
+        owner = (agent._bus.unique_name if agent._bus is not None else None) or ""
         bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         try:
             accepted = await _ask(bus, owner, "RequestAuthorization", "o", [DEVICE])

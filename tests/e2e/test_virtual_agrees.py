@@ -14,7 +14,7 @@ from advert import READOUT_LAYOUT, VICTRON_COMPANY_ID, Advertisement, register
 from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from dbus_fast import BusType
+from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 from real_bluez import TOO_LONG_ERROR, TOO_LONG_MESSAGE
@@ -57,5 +57,29 @@ async def test_readout_alone_fits_and_arrives_intact_like_real_bluez(virtual_bus
 
         async with BleakScanner(on_advert, bluez={"adapter": "hci1"}):
             assert await asyncio.wait_for(seen, SCAN_TIMEOUT_S) == READOUT_LAYOUT
+    finally:
+        bus.disconnect()
+
+
+async def test_pairing_with_no_agent_is_refused_like_real_bluez(virtual_bus: object) -> None:
+    """Real BlueZ 5.66 logs "No agent available for request type 2" and answers Pair() with
+    AuthenticationFailed when nobody registered an agent (gatt/agent.py is ours)."""
+    from gatt.virtual.bus import VirtualBus  # noqa: PLC0415
+
+    assert isinstance(virtual_bus, VirtualBus)
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        adv = Advertisement(service_uuids=[], manufacturer_data={VICTRON_COMPANY_ID: b"\x10"},
+                            local_name="pairable")
+        await register(bus, "hci0", "/e2e/adv/pairable", adv)
+        device = f"/org/bluez/hci1/dev_{virtual_bus.address_of('hci0').replace(':', '_')}"
+        found = await BleakScanner.find_device_by_address(
+            virtual_bus.address_of("hci0"), timeout=SCAN_TIMEOUT_S, bluez={"adapter": "hci1"})
+        assert found is not None
+        reply = await bus.call(Message(destination="org.bluez", path=device,
+                                       interface="org.bluez.Device1", member="Pair"))
+        assert reply is not None
+        assert reply.message_type == MessageType.ERROR
+        assert reply.error_name == "org.bluez.Error.AuthenticationFailed"
     finally:
         bus.disconnect()

@@ -22,6 +22,7 @@ from vbz_peripheral import (
     Peripheral,
 )
 
+from gatt.agent import just_works_agent
 from gatt.virtual.bus import VirtualBus
 
 STEP_TIMEOUT = 10.0
@@ -72,7 +73,8 @@ async def full_scenario(bus: VirtualBus) -> None:
             unpaired = await _error_of(client.read_gatt_char(SECRET_CHAR))
             assert isinstance(unpaired, BleakDBusError)
             assert unpaired.dbus_error_details == "Not paired"
-            await client.pair()
+            async with just_works_agent():  # real BlueZ refuses to pair with no agent
+                await client.pair()
             assert await client.read_gatt_char(SECRET_CHAR) == b"secret"
         assert await bus.links() == []
         await bus.restart_bluetoothd()
