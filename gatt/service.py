@@ -26,6 +26,7 @@ import contextlib
 import importlib.metadata
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -46,6 +47,7 @@ BLUETOOTH_ON_AT_START_S = 30.0  # SPEC §6: Bluetooth stays on this long after s
 TICK_S = 1.0  # housekeeping period: readout refresh, Bluetooth setting, keep-alive expiry
 RETRY_FIRST_S = 0.5  # first wait before re-registering after a failure; doubled each time
 RETRY_MAX_S = 4.0  # "re-registers within seconds"
+PENDING_STATUSES = 256  # statuses kept while this task is behind (~50 s at 5 Hz); then oldest go
 STATE_DOCUMENT = "ble"  # store document: PIN salt and device serial (secret: mode 0600)
 MANUFACTURER = "Victron Energy (smallbms emulation)"
 MODEL = "smallBMS NG"
@@ -126,6 +128,7 @@ class BleService:
         self._connections: frozenset[str] = frozenset()
         self._battery_index = 0
         self._sent: dict[str, bytes] = {}
+        self._pending: deque[Status] = deque(maxlen=PENDING_STATUSES)
         self._manufacturer: bytes | None = None
         self._started: float | None = None
         self._lost = False
@@ -231,10 +234,11 @@ class BleService:
             self._wake.set()
 
     # --- events (synchronous, never block) ---------------------------------------------------
-    def _on_status(self, _status: Status) -> None:
+    def _on_status(self, status: Status) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        self._pending.append(status)  # deque.append: atomic, bounded, never blocks
         loop.call_soon_threadsafe(self._poke)
 
     def _on_lost(self) -> None:
@@ -261,8 +265,20 @@ class BleService:
     def _tick(self, now: float) -> None:
         server = self._server
         if server is None:
+            self._pending.clear()
             return
-        status = self._device.status()
+        # every status the control loop published since the last tick, in order, so that a
+        # subscriber sees each change even when two came before this task could run
+        statuses = list(self._pending) or [self._device.status()]
+        self._pending.clear()
+        for status in statuses:
+            self._push(server, status, now)
+        payload = self._readout_payload(now)
+        if payload != self._manufacturer:
+            self._manufacturer = payload
+            server.set_manufacturer_data(self._company_id(), payload)
+
+    def _push(self, server: ServerLike, status: Status, now: float) -> None:
         values: dict[str, bytes] = {
             "battery_level": codec.encode_battery_level(status.soc),
         }
@@ -275,10 +291,6 @@ class BleService:
             if self._sent.get(key) != value:
                 self._sent[key] = value
                 server.notify(key, value)
-        payload = self._readout_payload(now)
-        if payload != self._manufacturer:
-            self._manufacturer = payload
-            server.set_manufacturer_data(self._company_id(), payload)
 
     def _readout_payload(self, now: float) -> bytes | None:
         if self._broadcaster is None:

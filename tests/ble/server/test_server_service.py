@@ -360,7 +360,7 @@ async def test_status_notifications_only_flow_during_a_session() -> None:
 async def test_unchanged_values_are_not_notified_again() -> None:
     async with running() as rig:
         rig.device.publish(sample_status(soc=50.0))
-        await until(lambda: any(k == "battery_level" for k, _ in rig.server.notified))
+        await until(lambda: ("battery_level", bytes([50])) in rig.server.notified)
         count = len(rig.server.notified)
         rig.device.publish(sample_status(soc=50.0))
         rig.device.publish(sample_status(soc=50.2))  # same battery level
@@ -369,6 +369,17 @@ async def test_unchanged_values_are_not_notified_again() -> None:
                                 for k, v in rig.server.notified))
         levels = [v for k, v in rig.server.notified[count:] if k == "battery_level"]
         assert levels == [bytes([61])]
+
+
+async def test_every_published_status_is_notified_even_when_they_come_in_a_burst() -> None:
+    async with running() as rig:
+        rig.login()
+        for i in range(1, 21):  # faster than the service task can run in between
+            rig.device.publish(sample_status(consumed_ah=i / 10))
+        await until(lambda: len([k for k, _ in rig.server.notified if k == "status"]) >= 20)
+        sent = [codec.decode_status(v).consumed_ah for k, v in rig.server.notified
+                if k == "status"]
+        assert sent[-20:] == [i / 10 for i in range(1, 21)]
 
 
 async def test_vereg_notifications_follow_the_keep_alive() -> None:
