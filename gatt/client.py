@@ -58,6 +58,8 @@ AMBIGUITY_GRACE_S = 1.0  # s to keep listening after a first smallbms, to notice
 WATCH_REFRESH_S = 2.0  # s without a status notification before `watch` reads it itself
 BATTERY_SELECT_ATTEMPTS = 3  # another central may move the shared battery selection
 FIRST_SEQ_RANGE = 1 << 30  # sessions start at a random sequence number (see _next_seq)
+BLUEZ_ANSWER_TIMEOUT_S = 10.0  # s for BlueZ to answer the first calls of a scan
+ATT_TIMEOUT_S = 30.0  # s for one read or write (the ATT transaction timeout of the spec)
 VICTRON_COMPANY_ID = 0x02E1
 DEFAULT_DEVICE_NAME = "smallBMS NG"  # BleConfig.name's default
 _ADDRESS_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -246,6 +248,20 @@ async def default_adapter() -> str | None:
     return VIRTUAL_CENTRAL_ADAPTER if VIRTUAL_BLUEZ_INTERFACE in str(reply.body[0]) else None
 
 
+@contextlib.asynccontextmanager
+async def _bluez_answers(listening: float) -> AsyncIterator[None]:
+    """Bound a scan: a bus whose org.bluez never answers (a wedged bluetoothd, a bus that
+    cannot activate it) would otherwise hang the command forever."""
+    try:
+        async with asyncio.timeout(listening + BLUEZ_ANSWER_TIMEOUT_S):
+            yield
+    except TimeoutError:
+        raise NoBluetooth(
+            f"BlueZ did not answer on the system bus within {BLUEZ_ANSWER_TIMEOUT_S:g} s; "
+            f"is bluetoothd running (systemctl status bluetooth)? Or {_NO_BLUEZ_HINT}"
+        ) from None
+
+
 def _is_address(text: str) -> bool:
     return bool(_ADDRESS_RE.match(text))
 
@@ -309,10 +325,11 @@ async def scan(
     def on_advertisement(device: BLEDevice, adv: AdvertisementData) -> None:
         seen[device.address] = (device, adv)
 
-    async with _errors("scanning"):
+    listen = duration if duration is not None else SCAN_TIMEOUT_DEFAULT
+    async with _bluez_answers(listen), _errors("scanning"):
         scanner = BleakScanner(on_advertisement, bluez=_bluez(adapter))  # type: ignore[arg-type]
         async with scanner:
-            await asyncio.sleep(duration if duration is not None else SCAN_TIMEOUT_DEFAULT)
+            await asyncio.sleep(listen)
     results = [_scan_result(d, a, key) for d, a in seen.values()]
     if not all_devices:
         results = [r for r in results if r.smallbms]
@@ -343,7 +360,8 @@ async def find_device(
             first.set()
 
     scanner = BleakScanner(on_advertisement, bluez=_bluez(adapter))  # type: ignore[arg-type]
-    async with _errors("looking for the device"), scanner:
+    async with _bluez_answers(wait + AMBIGUITY_GRACE_S), _errors("looking for the device"), \
+            scanner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first.wait(), wait)
         if device is None and found:
@@ -576,13 +594,13 @@ class SmallBmsClient:
     async def read_raw(self, key: str) -> bytes:
         """The bytes of a characteristic by its profile key (no authentication)."""
         client = self._bleak()
-        async with self._link_errors(f"reading {key}"):
+        async with self._link_errors(f"reading {key}"), asyncio.timeout(ATT_TIMEOUT_S):
             return bytes(await client.read_gatt_char(profile.uuid_of(key)))
 
     async def write_raw(self, key: str, data: bytes, *, response: bool = True) -> None:
         """Write bytes as they are (no envelope): for tests and the auth exchange."""
         client = self._bleak()
-        async with self._link_errors(f"writing {key}"):
+        async with self._link_errors(f"writing {key}"), asyncio.timeout(ATT_TIMEOUT_S):
             await client.write_gatt_char(profile.uuid_of(key), data, response=response)
 
     # --- authentication -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -177,3 +178,19 @@ def test_bank_history_and_settings_text() -> None:
         "mode                    on",
         "charged_voltage         default",
     ]
+
+
+@pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
+def test_bus_without_bluez_says_so() -> None:
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert bus.stdout is not None
+        address = bus.stdout.readline().strip()
+        result = run_cli("status", env={"DBUS_SYSTEM_BUS_ADDRESS": address})
+    finally:
+        bus.terminate()
+        bus.wait(timeout=10)
+    assert result.returncode == 7
+    assert result.stderr.startswith("smallbms-client: BlueZ is not running on the system bus;")
+    assert "smallbms virtual-bus" in result.stderr

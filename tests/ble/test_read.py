@@ -246,3 +246,9 @@ def test_cli_finds_the_device_by_name_or_alone(bms: DaemonUnderTest) -> None:
     alone = bms.cli("get", "mode", device=False, adapter=None)  # the only smallbms in range
     assert alone.returncode == 0, alone.stderr
     assert alone.stdout.split() == ["mode", "on"]
+
+
+def test_cli_unknown_adapter_says_so(bms: DaemonUnderTest) -> None:
+    result = bms.cli("--adapter", "hci9", "status", adapter=None)
+    assert result.returncode == 7
+    assert result.stderr.startswith("smallbms-client: adapter 'hci9' not found; check --adapter")
