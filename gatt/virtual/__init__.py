@@ -56,7 +56,8 @@ GATT
   * ``org.bluez.Error.Failed`` with a message "0x80".."0x9F" becomes that ATT code (newer
     BlueZ); some older BlueZ versions always send 0x80.
 Security, links, life cycle
-  * No SMP, no agents (AgentManager1 accepts anything): Device1.Pair succeeds as configured
+  * No SMP.  As on BlueZ 5.66, Device1.Pair is refused while no agent is registered
+    (AgentManager1 records agents but never calls them); with one, Pair succeeds as configured
     (``--pairing just-works`` gives an encrypted link, ``authenticated`` an authenticated one,
     ``reject`` fails).  Bonds last as long as the emulator process: a bluetoothd restart forgets
     them (BlueZ keeps them on disk).  No privacy/RPA.

@@ -227,11 +227,16 @@ async def test_encrypted_characteristics_need_pairing(
             await client.read_gatt_char(SECRET_CHAR)
 
 
-async def test_pairing_can_be_refused(virtual_bus: VirtualBus, peripheral: Peripheral) -> None:
-    await virtual_bus.set_pairing_mode("reject")
+async def test_pairing_needs_an_agent_and_can_be_refused(
+    virtual_bus: VirtualBus, peripheral: Peripheral
+) -> None:
     async with BleakClient(HCI0, bluez=CENTRAL, timeout=TIMEOUT) as client:
         with pytest.raises(BleakDBusError, match="AuthenticationFailed"):
-            await client.pair()
+            await client.pair()  # no agent: real BlueZ 5.66 refuses a Just Works pairing
+        await virtual_bus.set_pairing_mode("reject")
+        async with just_works_agent():
+            with pytest.raises(BleakDBusError, match="AuthenticationFailed"):
+                await client.pair()
         with pytest.raises(BleakDBusError, match="Not paired"):
             await client.read_gatt_char(SECRET_CHAR)
 
