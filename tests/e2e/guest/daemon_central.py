@@ -24,6 +24,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 from e2elib import Results, await_flag, log, signal, work
+from real_bluez import INVALID_WRITE_ARGS, INVALID_WRITE_EXIT, INVALID_WRITE_MESSAGE
 
 ADAPTER = "hci0"
 VICTRON_COMPANY_ID = 0x02E1
@@ -39,8 +40,6 @@ VOLTAGE_TOLERANCE = 0.1  # V
 CURRENT_TOLERANCE = 1.0  # A
 SETTING_NAME = "discharge_floor"
 SETTING_VALUE = "15"      # %, inside 0-99 and below the default low-SOC warning (20 %)
-INVALID_VALUE = "150"     # %, outside 0-99: the BMS must refuse it
-EXIT_REJECTED = 5         # smallbms-client: the device rejected a value
 WATCH_COUNT = 2
 SET_SOC = 75              # %, any known value that differs from the start (unknown, shown 100)
 
@@ -254,10 +253,11 @@ async def scenario(results: Results) -> None:
     r = await client("get", SETTING_NAME, "--json")
     results.check(f"read back {SETTING_NAME}", r.code == 0 and SETTING_VALUE in r.out,
                   r.out.strip() or r.err.strip())
-    r = await client("set", SETTING_NAME, INVALID_VALUE)
-    results.check(f"invalid write ({SETTING_NAME} {INVALID_VALUE}) is rejected (exit 5)",
-                  r.code == EXIT_REJECTED, f"exit {r.code}: {r.err.strip()}")
-    results.fact("invalid write error (real BlueZ)", r.err.strip())
+    r = await client(*INVALID_WRITE_ARGS)
+    results.check(f"invalid write ({' '.join(INVALID_WRITE_ARGS[1:])}) is rejected: exit "
+                  f"{INVALID_WRITE_EXIT} and the message the virtual bus gives (real_bluez.py)",
+                  (r.code, r.err.strip()) == (INVALID_WRITE_EXIT, INVALID_WRITE_MESSAGE),
+                  f"exit {r.code}: {r.err.strip()}")
     r = await client("watch", "--count", str(WATCH_COUNT), "--json")
     lines = [line for line in r.out.splitlines() if line.strip()]
     results.check(f"notifications: watch --count {WATCH_COUNT}",

@@ -13,3 +13,11 @@ from __future__ import annotations
 # caller gets this error, with this message and no detail.
 TOO_LONG_ERROR = "org.bluez.Error.Failed"
 TOO_LONG_MESSAGE = "Failed to register advertisement"
+
+# `smallbms-client set discharge_floor 150` against the real daemon: the BMS refuses the
+# value (ATT 0x80 and its 0x80 result indication), the CLI exits 5 with this line on stderr.
+INVALID_WRITE_ARGS = ("set", "discharge_floor", "150")
+INVALID_WRITE_EXIT = 5
+INVALID_WRITE_MESSAGE = (
+    "smallbms-client: discharge_floor = 150: discharge_floor 150% is out of range 0-99%"
+)
