@@ -10,7 +10,8 @@ bless 0.3.0 has gaps that this adapter closes in one place (research/bluez-dbus.
 - synchronous callbacks that can only fail by raising: our handlers raise ``AttError`` and the
   adapter turns it into the D-Bus error BlueZ maps to that ATT code;
 - no connected centrals: we watch BlueZ's ``Device1.Connected`` under our adapter ourselves;
-- no notice when bluetoothd goes away: we watch ``NameOwnerChanged`` for ``org.bluez``.
+- no notice when bluetoothd goes away: we watch ``NameOwnerChanged`` for ``org.bluez``;
+- no pairing agent: we register gatt/agent.py's Just Works agent with each registration.
 
 bless and dbus-next are imported inside functions so that ``smallbms --help`` stays light.
 """
@@ -18,6 +19,7 @@ bless and dbus-next are imported inside functions so that ``smallbms --help`` st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import logging
@@ -35,8 +37,7 @@ BLUEZ = "org.bluez"
 DEVICE_IFACE = "org.bluez.Device1"
 OBJECT_ROOT = "/org/smallbms/gatt"  # our GATT objects (bless's default is under /org/bluez)
 ADVERTISEMENT_PATH = "/org/smallbms/advertisement0"
-AGENT_PATH = "/org/smallbms/agent0"
-AGENT_CAPABILITY = "NoInputNoOutput"  # Just Works: the only pairing a headless Pi can honour
+AGENT_PATH = "/org/smallbms/daemon_agent"  # the Just Works agent of gatt/agent.py
 START_TIMEOUT_S = 10.0  # registering with BlueZ takes milliseconds; more means it is stuck
 STOP_TIMEOUT_S = 3.0
 APP_NAME = "smallbms"  # bless's application name (the adapter alias is set separately)
@@ -130,67 +131,6 @@ def _advertisement_class() -> type:
     return Advertisement
 
 
-@functools.cache
-def _agent_class() -> type:
-    """Our org.bluez.Agent1: "NoInputNoOutput", accepting Just Works pairing.
-
-    Why: with LE Secure Connections the kernel asks userspace to confirm even a Just Works
-    pairing, and bluetoothd refuses it when no agent is registered.  A headless Pi cannot show
-    or type a passkey, so this agent accepts Just Works (encryption, no MITM protection) and
-    refuses anything that would need a passkey; the PIN is checked by the application
-    (docs/security.md).
-    """
-    service = _mod("dbus_next.service")
-    DBusError = _mod("dbus_next.errors").DBusError  # noqa: N806
-    method = service.method
-    base: Any = service.ServiceInterface
-
-    def rejected(what: str) -> Exception:
-        return DBusError("org.bluez.Error.Rejected", f"{what}: smallbms pairs with Just Works")  # type: ignore[no-any-return]
-
-    class Agent(base):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__("org.bluez.Agent1")
-
-        @method()  # type: ignore[untyped-decorator]
-        def Release(self) -> "":  # type: ignore[valid-type]  # noqa: N802, F722
-            log.info("ble_agent_released")
-
-        @method()  # type: ignore[untyped-decorator]
-        def RequestPinCode(self, device: "o") -> "s":  # type: ignore[name-defined]  # noqa: N802, F821, UP037
-            raise rejected("PIN code")
-
-        @method()  # type: ignore[untyped-decorator]
-        def RequestPasskey(self, device: "o") -> "u":  # type: ignore[name-defined]  # noqa: N802, F821, UP037
-            raise rejected("passkey")
-
-        @method()  # type: ignore[untyped-decorator]
-        def DisplayPinCode(self, device: "o", code: "s") -> "":  # type: ignore[name-defined, valid-type]  # noqa: N802, F821, F722, UP037
-            raise rejected("PIN code")
-
-        @method()  # type: ignore[untyped-decorator]
-        def DisplayPasskey(self, device: "o", passkey: "u", entered: "q") -> "":  # type: ignore[name-defined, valid-type]  # noqa: N802, F821, F722, UP037
-            log.info("ble_passkey_shown", device=device)
-
-        @method()  # type: ignore[untyped-decorator]
-        def RequestConfirmation(self, device: "o", passkey: "u") -> "":  # type: ignore[name-defined, valid-type]  # noqa: N802, F821, F722, UP037
-            log.info("ble_pairing_accepted", device=device, method="confirmation")
-
-        @method()  # type: ignore[untyped-decorator]
-        def RequestAuthorization(self, device: "o") -> "":  # type: ignore[name-defined, valid-type]  # noqa: N802, F821, F722, UP037
-            log.info("ble_pairing_accepted", device=device, method="just works")
-
-        @method()  # type: ignore[untyped-decorator]
-        def AuthorizeService(self, device: "o", uuid: "s") -> "":  # type: ignore[name-defined, valid-type]  # noqa: N802, F821, F722, UP037
-            return None
-
-        @method()  # type: ignore[untyped-decorator]
-        def Cancel(self) -> "":  # type: ignore[valid-type]  # noqa: N802, F722
-            log.info("ble_pairing_cancelled")
-
-    return Agent
-
-
 def _read_only() -> Any:
     return _mod("dbus_next.constants").PropertyAccess.READ
 
@@ -226,6 +166,7 @@ class GattServer:
         self._devices: dict[str, bool] = {}  # Device1 path under our adapter -> Connected
         self._advertising = False
         self._stopped = False
+        self._agent: Any = None  # gatt.agent.JustWorksAgent once registered
 
     # --- state -------------------------------------------------------------------------------
     @property
@@ -287,28 +228,21 @@ class GattServer:
         manager = server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
         await manager.call_register_advertisement(ADVERTISEMENT_PATH, {})
         self._advertising = True
-        await self._register_agent(server)
+        await self._register_agent()
         log.info("ble_registered", adapter=self._adapter_path, name=self._name)
 
-    async def _register_agent(self, server: Any) -> None:
-        """Best effort: without an agent, Secure Connections pairing is refused by BlueZ, but
-        everything else works (and another agent, e.g. bluetoothctl's, may do the job)."""
-        dbus_next = _mod("dbus_next")
+    async def _register_agent(self) -> None:
+        """Best effort: real BlueZ refuses Just Works pairing from a phone when no agent is
+        registered (gatt/agent.py says why); without ours, another agent may still answer."""
+        from gatt.agent import JustWorksAgent  # noqa: PLC0415 - dbus-fast only when serving
+
+        agent = JustWorksAgent(AGENT_PATH)
         try:
-            server.bus.export(AGENT_PATH, _agent_class()())
-            for member, signature, body in (
-                ("RegisterAgent", "os", [AGENT_PATH, AGENT_CAPABILITY]),
-                ("RequestDefaultAgent", "o", [AGENT_PATH]),
-            ):
-                reply = await server.bus.call(dbus_next.Message(
-                    destination=BLUEZ, path="/org/bluez", interface="org.bluez.AgentManager1",
-                    member=member, signature=signature, body=body))
-                if reply is None or reply.message_type == dbus_next.MessageType.ERROR:
-                    detail = reply.body if reply is not None else "no reply"
-                    log.warning("ble_agent_not_registered", step=member, error=str(detail))
-                    return
+            await agent.start()
         except Exception as exc:  # pairing is then up to another agent
             log.warning("ble_agent_not_registered", error=repr(exc))
+            return
+        self._agent = agent
 
     async def stop(self) -> None:
         """Unregister and close the D-Bus connection; best effort, never raises."""
@@ -316,6 +250,10 @@ class GattServer:
             return
         self._stopped = True
         self._advertising = False
+        agent, self._agent = self._agent, None
+        if agent is not None:
+            with contextlib.suppress(Exception):
+                await agent.stop()
         server = self._server
         if server is None:
             return

@@ -8,28 +8,7 @@ import dbus_next.service
 import pytest
 
 from gatt import profile
-from gatt.server import AttError, _advertisement_class, _agent_class, _dbus_error, _quiet_att_errors
-
-
-def signatures(obj: object) -> dict[str, tuple[str, str]]:
-    return {m.name: (m.in_signature, m.out_signature)
-            for m in dbus_next.service.ServiceInterface._get_methods(obj)}  # type: ignore[no-untyped-call]
-
-
-def test_the_agent_implements_bluez_agent1() -> None:
-    assert signatures(_agent_class()()) == {
-        "Release": ("", ""), "RequestPinCode": ("o", "s"), "DisplayPinCode": ("os", ""),
-        "RequestPasskey": ("o", "u"), "DisplayPasskey": ("ouq", ""),
-        "RequestConfirmation": ("ou", ""), "RequestAuthorization": ("o", ""),
-        "AuthorizeService": ("os", ""), "Cancel": ("", ""),
-    }
-
-
-def test_the_agent_refuses_passkeys_and_accepts_just_works() -> None:
-    agent = _agent_class()()
-    with pytest.raises(dbus_next.errors.DBusError, match="Just Works"):
-        agent.RequestPasskey.__wrapped__(agent, "/org/bluez/hci0/dev_X")
-    assert agent.RequestAuthorization.__wrapped__(agent, "/org/bluez/hci0/dev_X") is None
+from gatt.server import AttError, _advertisement_class, _dbus_error, _quiet_att_errors
 
 
 def test_the_advertisement_carries_no_service_uuid_and_updates_its_data() -> None:
