@@ -320,6 +320,18 @@ async def test_peripheral_process_crash_is_cleaned_up(
         assert await virtual_bus.advertisements() == []
         with pytest.raises(BleakError):
             await client.read_gatt_char(READ_CHAR)
+        [link] = await virtual_bus.links()  # the LE link itself survives the crash
+        assert link["objects"] == 0
+        # the restarted peripheral's services reach the still-connected central at once
+        again = Peripheral(name="Again")
+        await again.start()
+        try:
+            [link] = await virtual_bus.links()
+            assert link["objects"] > 0
+            [app] = await virtual_bus.applications()
+            assert app["attributes"][0]["handle"] > 0x10  # new handles: Service Changed
+        finally:
+            await again.stop()
 
 
 async def test_bluetoothd_restart_drops_registrations(
