@@ -2,10 +2,10 @@
 
 It speaks the profile of ``docs/gatt-profile.md`` through the same codecs as the server
 (:mod:`gatt.profile`, :mod:`gatt.codec`, :mod:`gatt.security`), so the two sides cannot drift.
-Every failure a user can meet is one of the typed exceptions below, each with a message written
-for that user and the exit status ``smallbms-client`` returns for it; bleak's and D-Bus's own
-exceptions never escape, because "BleakDBusError: org.freedesktop.DBus.Error.ServiceUnknown"
-tells a battery owner nothing.
+This module is the connected client (``SmallBmsClient``); finding devices is in
+:mod:`gatt.client_scan` and the typed errors in :mod:`gatt.client_errors`, all re-exported
+here.  Every failure a user can meet is one of those errors: bleak's and D-Bus's own
+exceptions never escape.
 
 Typical use::
 
@@ -26,359 +26,76 @@ import re
 import secrets
 import struct
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData
 from bleak.exc import (
     BleakDBusError,
-    BleakDeviceNotFoundError,
     BleakError,
     BleakGATTProtocolError,
-    BleakGATTProtocolErrorCode,
 )
 
 from bms_daemon.core.types import BankStatus, BatteryStatus, History
-from gatt import codec, profile, readout, security
+from gatt import codec, profile, security
 from gatt.agent import optional_just_works_agent
+from gatt.client_errors import (
+    PIN_ENV_VAR,
+    ClientError,
+    DeviceNotFound,
+    LinkLost,
+    NoBluetooth,
+    NotAuthenticated,
+    NotSmallBms,
+    PairingFailed,
+    RejectedValue,
+    WrongPin,
+    translate,
+    translating,
+)
+from gatt.client_scan import (
+    SCAN_TIMEOUT_DEFAULT,
+    ScanResult,
+    bluez_args,
+    default_adapter,
+    find_device,
+    scan,
+)
+
+__all__ = [
+    "COMMANDS",
+    "CONNECT_TIMEOUT_DEFAULT",
+    "PIN_ENV_VAR",
+    "SCAN_TIMEOUT_DEFAULT",
+    "ClientError",
+    "DeviceNotFound",
+    "LinkLost",
+    "NoBluetooth",
+    "NotAuthenticated",
+    "NotSmallBms",
+    "PairingFailed",
+    "RejectedValue",
+    "ScanResult",
+    "SmallBmsClient",
+    "WrongPin",
+    "default_adapter",
+    "find_device",
+    "scan",
+    "translate",
+]
 
 _T = TypeVar("_T")
 
 # Our own choices, in one place (documented in docs/client.md).
-PIN_ENV_VAR = "SMALLBMS_PIN"
-SCAN_TIMEOUT_DEFAULT = 5.0  # s to look for devices (`scan`, or finding --device)
 CONNECT_TIMEOUT_DEFAULT = 10.0  # s for connecting and resolving services
 REPLY_TIMEOUT = 5.0  # s to wait for a control-point indication or an auth answer
 REASON_TIMEOUT = 1.0  # s to wait for the reason of a refused setting after the ATT error
-AMBIGUITY_GRACE_S = 1.0  # s to keep listening after a first smallbms, to notice a second one
 WATCH_REFRESH_S = 2.0  # s without a status notification before `watch` reads it itself
 BATTERY_SELECT_ATTEMPTS = 3  # another central may move the shared battery selection
 FIRST_SEQ_RANGE = 1 << 30  # sessions start at a random sequence number (see _next_seq)
-BLUEZ_ANSWER_TIMEOUT_S = 10.0  # s for BlueZ to answer the first calls of a scan
 ATT_TIMEOUT_S = 30.0  # s for one read or write (the ATT transaction timeout of the spec)
-VICTRON_COMPANY_ID = 0x02E1
-DEFAULT_DEVICE_NAME = "smallBMS NG"  # BleConfig.name's default
-_ADDRESS_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
-
-
-# --------------------------------------------------------------------------------------------
-# errors
-# --------------------------------------------------------------------------------------------
-class ClientError(Exception):
-    """Anything that went wrong, said for the user; ``exit_code`` is the CLI's exit status."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
-
-
-class DeviceNotFound(ClientError):  # noqa: N818 (the names users and callers know)
-    """No matching device advertised within the timeout, or it vanished before connecting."""
-
-    exit_code = 3
-
-
-class WrongPin(ClientError):  # noqa: N818 (the names users and callers know)
-    """The device refused the PIN (or is refusing any PIN for a while after too many)."""
-
-    exit_code = 4
-
-
-class NotAuthenticated(ClientError):  # noqa: N818 (the names users and callers know)
-    """A PIN-protected characteristic was used without a PIN, or the PIN is missing."""
-
-    exit_code = 4
-
-
-class RejectedValue(ClientError):  # noqa: N818 (the names users and callers know)
-    """The device validated a setting or command and refused it; ``reason`` says why."""
-
-    exit_code = 5
-
-    def __init__(self, message: str, *, reason: str = "") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class LinkLost(ClientError):  # noqa: N818 (the names users and callers know)
-    """The Bluetooth link dropped during an operation."""
-
-    exit_code = 6
-
-
-class PairingFailed(ClientError):  # noqa: N818
-    """The device (or the local BlueZ) refused to pair, so the link cannot be encrypted."""
-
-    exit_code = 4
-
-
-class NoBluetooth(ClientError):  # noqa: N818 (the names users and callers know)
-    """No D-Bus system bus, no BlueZ on it, or no usable adapter."""
-
-    exit_code = 7
-
-
-class NotSmallBms(ClientError):  # noqa: N818 (the names users and callers know)
-    """The device connected but does not offer the smallbms service (or another version)."""
-
-    exit_code = 1
-
-
-_NO_BLUEZ_HINT = (
-    "start the daemon's demo (`smallbms run`: it uses a virtual BlueZ when none is present) "
-    "or `smallbms virtual-bus`, and set DBUS_SYSTEM_BUS_ADDRESS to the address it prints"
-)
-
-
-def translate(exc: BaseException, *, doing: str) -> ClientError:
-    """Map a bleak / D-Bus / OS exception to the typed error a user understands."""
-    if isinstance(exc, ClientError):
-        return exc
-    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
-        return NoBluetooth(f"cannot reach the D-Bus system bus while {doing}; {_NO_BLUEZ_HINT}")
-    if isinstance(exc, BleakDeviceNotFoundError):
-        return DeviceNotFound(f"device not found while {doing}; is it on and in range?")
-    if isinstance(exc, BleakGATTProtocolError):
-        code = exc.code
-        if code in (
-            BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHORIZATION,
-            BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION,
-            BleakGATTProtocolErrorCode.READ_NOT_PERMITTED,
-            BleakGATTProtocolErrorCode.WRITE_NOT_PERMITTED,
-        ):
-            return NotAuthenticated(
-                f"the device refused {doing}: PIN needed (give --pin or ${PIN_ENV_VAR})"
-            )
-        words = profile.ATT_ERROR_MESSAGES.get(int(code)) or code.name.lower().replace("_", " ")
-        return RejectedValue(f"the device rejected {doing}: {words}", reason=words)
-    if isinstance(exc, BleakDBusError):
-        name = exc.dbus_error
-        if name == "org.freedesktop.DBus.Error.ServiceUnknown":
-            return NoBluetooth(f"BlueZ is not running on the system bus; {_NO_BLUEZ_HINT}")
-        if name in ("org.freedesktop.DBus.Error.UnknownObject", "org.bluez.Error.DoesNotExist"):
-            return DeviceNotFound(f"device not found while {doing}")
-        if name in ("org.bluez.Error.NotConnected",) or "ot connected" in str(exc):
-            return LinkLost(f"the Bluetooth link was lost while {doing}")
-        if name == "org.bluez.Error.NotPermitted":
-            return NotAuthenticated(f"the device refused {doing}: PIN or pairing needed")
-        return ClientError(f"Bluetooth error while {doing}: {exc}")
-    if isinstance(exc, TimeoutError):
-        return LinkLost(f"no answer from the device while {doing} (timed out)")
-    if isinstance(exc, BleakError):
-        text = str(exc)
-        lowered = text.lower()
-        if "not connected" in lowered or "disconnected" in lowered:
-            return LinkLost(f"the Bluetooth link was lost while {doing}")
-        if "adapter" in lowered and ("not found" in lowered or "no " in lowered):
-            return NoBluetooth(f"{text}; check --adapter (e.g. hci0), or {_NO_BLUEZ_HINT}")
-        if "bluetooth" in lowered and "not available" in lowered:
-            return NoBluetooth(f"{text}; {_NO_BLUEZ_HINT}")
-        return ClientError(f"Bluetooth error while {doing}: {text}")
-    if isinstance(exc, EOFError | ConnectionError | OSError):
-        return LinkLost(f"the D-Bus connection was lost while {doing}: {exc}")
-    return ClientError(f"unexpected error while {doing}: {exc!r}")
-
-
-@contextlib.asynccontextmanager
-async def _errors(doing: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except ClientError:
-        raise
-    except (BleakError, OSError, EOFError, TimeoutError) as exc:
-        raise translate(exc, doing=doing) from exc
-
-
-# --------------------------------------------------------------------------------------------
-# scanning
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ScanResult:
-    """One device seen while scanning; ``readout`` is the decoded instant readout if any."""
-
-    address: str
-    name: str | None
-    rssi: int
-    smallbms: bool
-    readout: dict[str, Any] | None = None
-    readout_note: str | None = None  # why the readout is not shown (no key, wrong key...)
-
-
-def _bluez(adapter: str | None) -> dict[str, Any]:
-    return {"adapter": adapter} if adapter else {}
-
-
-VIRTUAL_BLUEZ_INTERFACE = "org.smallbms.VirtualBlueZ1"  # gatt/virtual's control interface
-VIRTUAL_CENTRAL_ADAPTER = "hci1"  # on the virtual BlueZ, hci0 is the daemon's peripheral
-_PROBE_TIMEOUT_S = 2.0
-
-
-async def default_adapter() -> str | None:
-    """The adapter to use when the user names none: ``hci1`` on the virtual BlueZ (whose
-    ``hci0`` is the daemon's own, and which bleak would otherwise pick), else None (bleak's
-    choice).  Any problem reaching the bus answers None: bleak then reports it properly."""
-    from dbus_fast import BusType, Message, MessageType  # noqa: PLC0415
-    from dbus_fast.aio import MessageBus  # noqa: PLC0415
-
-    try:
-        async with asyncio.timeout(_PROBE_TIMEOUT_S):
-            bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-            try:
-                reply = await bus.call(
-                    Message(
-                        destination="org.bluez",
-                        path="/org/bluez",
-                        interface="org.freedesktop.DBus.Introspectable",
-                        member="Introspect",
-                    )
-                )
-            finally:
-                bus.disconnect()
-    except Exception:  # any failure means "not the virtual bus"
-        return None
-    if reply is None or reply.message_type != MessageType.METHOD_RETURN or not reply.body:
-        return None
-    return VIRTUAL_CENTRAL_ADAPTER if VIRTUAL_BLUEZ_INTERFACE in str(reply.body[0]) else None
-
-
-@contextlib.asynccontextmanager
-async def _bluez_answers(listening: float) -> AsyncIterator[None]:
-    """Bound a scan: a bus whose org.bluez never answers (a wedged bluetoothd, a bus that
-    cannot activate it) would otherwise hang the command forever."""
-    try:
-        async with asyncio.timeout(listening + BLUEZ_ANSWER_TIMEOUT_S):
-            yield
-    except TimeoutError:
-        raise NoBluetooth(
-            f"BlueZ did not answer on the system bus within {BLUEZ_ANSWER_TIMEOUT_S:g} s; "
-            f"is bluetoothd running (systemctl status bluetooth)? Or {_NO_BLUEZ_HINT}"
-        ) from None
-
-
-def _is_address(text: str) -> bool:
-    return bool(_ADDRESS_RE.match(text))
-
-
-def _looks_like_smallbms(name: str | None, adv: AdvertisementData) -> bool:
-    """A smallbms advertises the Victron BMS readout record, or its (default) name."""
-    data = adv.manufacturer_data.get(VICTRON_COMPANY_ID)
-    if data is not None and readout.is_bms_readout(bytes(data)):
-        return True
-    return bool(name) and "smallbms" in (name or "").lower()
-
-
-def _scan_result(device: BLEDevice, adv: AdvertisementData, key: bytes | None) -> ScanResult:
-    name = adv.local_name or device.name
-    data = adv.manufacturer_data.get(VICTRON_COMPANY_ID)
-    decoded: dict[str, Any] | None = None
-    note: str | None = None
-    if data is None or not readout.is_bms_readout(bytes(data)):
-        note = "none (instant readout off?)" if _looks_like_smallbms(name, adv) else None
-    elif key is None:
-        note = "encrypted (give --key, see `smallbms-client key`)"
-    else:
-        try:
-            record = readout.decode_manufacturer_data(bytes(data), key)
-        except readout.ReadoutError as exc:
-            note = str(exc)
-        else:
-            decoded = {
-                "soc": record.soc,
-                "voltage": record.voltage,
-                "current": record.current,
-                "consumed_ah": record.consumed_ah,
-                "ttg_min": record.ttg_min,
-                "temperature": record.temperature,
-                "error": record.error,
-                "allowed_to_charge": record.io.allowed_to_charge,
-                "allowed_to_discharge": record.io.allowed_to_discharge,
-                "prealarm": record.prealarm,
-            }
-    return ScanResult(
-        address=device.address,
-        name=name,
-        rssi=adv.rssi,
-        smallbms=_looks_like_smallbms(name, adv),
-        readout=decoded,
-        readout_note=note,
-    )
-
-
-async def scan(
-    *,
-    duration: float | None = None,
-    adapter: str | None = None,
-    key: bytes | None = None,
-    all_devices: bool = False,
-) -> list[ScanResult]:
-    """Listen for ``duration`` seconds; every smallbms heard (or every device with
-    ``all_devices``), strongest first, with the instant readout decoded when ``key`` fits."""
-    seen: dict[str, tuple[BLEDevice, AdvertisementData]] = {}
-
-    def on_advertisement(device: BLEDevice, adv: AdvertisementData) -> None:
-        seen[device.address] = (device, adv)
-
-    listen = duration if duration is not None else SCAN_TIMEOUT_DEFAULT
-    async with _bluez_answers(listen), _errors("scanning"):
-        scanner = BleakScanner(on_advertisement, bluez=_bluez(adapter))  # type: ignore[arg-type]
-        async with scanner:
-            await asyncio.sleep(listen)
-    results = [_scan_result(d, a, key) for d, a in seen.values()]
-    if not all_devices:
-        results = [r for r in results if r.smallbms]
-    return sorted(results, key=lambda r: -r.rssi)
-
-
-async def find_device(
-    device: str | None, *, wait_s: float | None = None, adapter: str | None = None
-) -> BLEDevice:
-    """The advertising device named ``device`` (a name or an address), or, when ``device`` is
-    None, the only smallbms in range.  Raises ``DeviceNotFound`` (or ``ClientError`` when
-    several smallbms answer and none was named)."""
-    wait = wait_s if wait_s is not None else SCAN_TIMEOUT_DEFAULT
-    found: dict[str, BLEDevice] = {}
-    first = asyncio.Event()
-
-    def matches(d: BLEDevice, adv: AdvertisementData) -> bool:
-        name = adv.local_name or d.name
-        if device is None:
-            return _looks_like_smallbms(name, adv)
-        if _is_address(device):
-            return d.address.lower() == device.lower()
-        return name == device
-
-    def on_advertisement(d: BLEDevice, adv: AdvertisementData) -> None:
-        if matches(d, adv):
-            found[d.address] = d
-            first.set()
-
-    scanner = BleakScanner(on_advertisement, bluez=_bluez(adapter))  # type: ignore[arg-type]
-    async with _bluez_answers(wait + AMBIGUITY_GRACE_S), _errors("looking for the device"), \
-            scanner:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(first.wait(), wait)
-        if device is None and found:
-            # a moment more to notice a second smallbms, so we never pick one at random
-            await asyncio.sleep(AMBIGUITY_GRACE_S)
-    if not found:
-        what = f"no device {device!r}" if device else "no smallbms"
-        raise DeviceNotFound(
-            f"{what} found within {wait:g} s; is it powered, in range and advertising "
-            "(Bluetooth on)? `smallbms-client scan` lists what is in range"
-        )
-    if len(found) > 1 and (device is None or not _is_address(device)):
-        raise ClientError(
-            f"{len(found)} devices match: {', '.join(sorted(found))}; choose one with "
-            "--device ADDRESS"
-        )
-    return next(iter(found.values()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,12 +204,12 @@ class SmallBmsClient:
             target,
             disconnected_callback=self._on_disconnected,
             timeout=self._timeout if self._timeout is not None else CONNECT_TIMEOUT_DEFAULT,
-            bluez=_bluez(self._adapter),  # type: ignore[arg-type]
+            bluez=bluez_args(self._adapter),  # type: ignore[arg-type]
         )
         self._lost.clear()
         self._control_subscribed = False  # subscriptions do not survive a new connection
         self._results.clear()
-        async with _errors(f"connecting to {self.name}"):
+        async with translating(f"connecting to {self.name}"):
             try:
                 await client.connect()
             except TimeoutError as exc:
