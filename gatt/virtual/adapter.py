@@ -203,7 +203,10 @@ class Adapter(ServiceInterface):
     def SetDiscoveryFilter(self, options: Options) -> None:
         who = caller()
         if options:
-            self.discovery.filters[who] = DiscoveryFilter.from_options(options)
+            try:
+                self.discovery.filters[who] = DiscoveryFilter.from_options(options)
+            except (air.AdvertisementError, TypeError, ValueError) as exc:
+                raise DBusError(errors.INVALID_ARGUMENTS, f"Invalid arguments: {exc}") from None
         else:
             self.discovery.filters.pop(who, None)
 

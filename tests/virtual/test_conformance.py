@@ -101,6 +101,16 @@ async def get_property(path: str, interface: str, name: str) -> Any:
         bus.disconnect()
 
 
+async def test_scan_with_a_service_uuid_filter(peripheral: Peripheral) -> None:
+    async with (
+        BleakScanner(service_uuids=[SERVICE], bluez={"adapter": "hci1"}) as scanner,
+        asyncio.timeout(TIMEOUT),
+    ):
+        async for _device, adv in scanner.advertisement_data():
+            assert SERVICE in adv.service_uuids
+            break
+
+
 async def test_full_scenario(virtual_bus: VirtualBus) -> None:
     """The scenario benchmarks/loop_virtual_bus.py repeats 50 times."""
     await asyncio.wait_for(full_scenario(virtual_bus), 60)
