@@ -63,7 +63,9 @@ Security, links, life cycle
     them (BlueZ keeps them on disk).  No privacy/RPA.
   * Connect to a device that is not advertising connectable fails at once ("Software caused
     connection abort") instead of timing out; there is no connection limit.  A link is lost
-    only through ``DropLink``.  As on BlueZ, a central process that exits does not end its link.
+    only through ``DropLink``.  As on BlueZ, there is one link per pair of adapters: clients of
+    the same central adapter share it, Device1.Disconnect ends it for all of them, and a
+    central process that exits does not end it.
   * Both adapters live in one emulated bluetoothd, so RestartBluetoothd restarts the centrals'
     side as well; on hardware the central is usually another machine.
 
