@@ -24,19 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from enum import Enum
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable, Sequence
 
-from bms_daemon.core.codes import describe
-from bms_daemon.core.types import Code
 from gatt import readout
 from gatt.client import (
     COMMANDS,
@@ -44,10 +38,19 @@ from gatt.client import (
     PIN_ENV_VAR,
     SCAN_TIMEOUT_DEFAULT,
     ClientError,
-    ScanResult,
     SmallBmsClient,
     default_adapter,
     scan,
+)
+from gatt.client_format import (
+    format_bank,
+    format_history,
+    format_scan,
+    format_settings,
+    format_status,
+    print_json,
+    print_lines,
+    status_line,
 )
 
 EXIT_OK = 0
@@ -77,221 +80,6 @@ it prints; see docs/client.md.
 _ANSI_REDRAW = "\x1b[H\x1b[J"
 
 
-Operation = Callable[[SmallBmsClient], Awaitable[int]]
-
-
-# --------------------------------------------------------------------------------------------
-# output helpers
-# --------------------------------------------------------------------------------------------
-def to_jsonable(value: object) -> object:
-    """Dataclasses, enums, tuples and bytes as plain JSON values; NaN/inf become null."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _print_json(value: object, out: TextIO) -> None:
-    print(json.dumps(to_jsonable(value), sort_keys=False), file=out, flush=True)
-
-
-def _num(value: float | None, unit: str, digits: int = 2) -> str:
-    if value is None:
-        return "--"
-    return f"{value:.{digits}f}{unit}"
-
-
-def _yes_no(value: bool) -> str:
-    return "yes" if value else "no"
-
-
-def _on_off(value: bool) -> str:
-    return "on" if value else "off"
-
-
-def _ttg(minutes: float | None) -> str:
-    if minutes is None:
-        return "--"
-    total = round(minutes)
-    days, rest = divmod(total, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h {mins:02d}m"
-    return f"{hours}h {mins:02d}m"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    return _ttg(seconds / 60.0)
-
-
-def _get(obj: object, name: str, default: Any = None) -> Any:
-    """A field of a decoded record; the profile may grow, so absent fields show as '--'."""
-    return getattr(obj, name, default)
-
-
-def format_status(status: object) -> list[str]:
-    """The status page [5.1] as lines for a person."""
-    soc = _get(status, "soc")
-    synced = _get(status, "soc_synchronised", True)
-    soc_text = "unknown" if soc is None else f"{soc:.1f} %" + ("" if synced else " (estimated)")
-    charge = _get(status, "allowed_to_charge", False)
-    discharge = _get(status, "allowed_to_discharge", False)
-    prealarm = bool(_get(_get(status, "outputs"), "prealarm", False))
-    charge_reason = _get(status, "charge_reason")
-    discharge_reason = _get(status, "discharge_reason")
-    discharge_text = "pre-alarm" if (discharge and prealarm) else _yes_no(discharge)
-    lines = [
-        f"State of charge     {soc_text}",
-        f"Voltage             {_num(_get(status, 'voltage'), ' V')}",
-        f"Current             {_num(_get(status, 'current'), ' A')}",
-        f"Power               {_num(_get(status, 'power'), ' W', 0)}",
-        f"Consumed            {_num(_get(status, 'consumed_ah'), ' Ah', 1)}",
-        f"Time to go          {_ttg(_get(status, 'ttg_min'))}",
-        f"Temperature         {_num(_get(status, 'temperature'), ' °C', 1)}",
-        f"Mode                {_on_off(bool(_get(status, 'mode', True)))}"
-        f"   (remote {_on_off(bool(_get(status, 'remote', True)))})",
-        "Allowed to charge   "
-        + _yes_no(charge)
-        + (f" ({_reason(charge_reason)})" if charge_reason else ""),
-        "Allowed to discharge "
-        + discharge_text
-        + (f" ({_reason(discharge_reason)})" if discharge_reason else ""),
-    ]
-    for kind, label in (("warnings", "Warning"), ("alarms", "Alarm"), ("errors", "Error")):
-        lines.extend(f"{label:<20}{_describe(code)}" for code in _get(status, kind, ()) or ())
-    if not any(_get(status, k, ()) for k in ("warnings", "alarms", "errors")):
-        lines.append("Warnings/alarms     none")
-    return lines
-
-
-def _describe(code: object) -> str:
-    """The code with the manual's title and advice, e.g. "W-B07 Low SOC: Charge ..."."""
-    try:
-        return describe(Code(_reason(code)))
-    except (ValueError, KeyError):
-        return _reason(code)
-
-
-def _reason(value: object) -> str:
-    return str(value.value) if isinstance(value, Enum) else str(value)
-
-
-def format_bank(bank: object) -> list[str]:
-    """The bank page: topology, extremes, balancer and each battery with every cell."""
-    lines = [
-        f"Model               {_get(bank, 'model') or 'unknown'}",
-        f"Batteries           {_get(bank, 'batteries')} "
-        f"({_get(bank, 'series')} in series x {_get(bank, 'parallel')} in parallel)",
-        f"Cells               {_get(bank, 'cells')}",
-        f"Capacity            {_num(_get(bank, 'capacity_ah'), ' Ah', 0)}",
-        f"Cell voltage        {_num(_get(bank, 'min_cell_voltage'), ' V', 3)} min / "
-        f"{_num(_get(bank, 'max_cell_voltage'), ' V', 3)} max",
-        f"Temperature         {_num(_get(bank, 'min_temperature'), ' °C', 1)} min / "
-        f"{_num(_get(bank, 'max_temperature'), ' °C', 1)} max",
-        f"Balancer            {_reason(_get(bank, 'balancer', 'unknown'))}",
-    ]
-    for index, battery in enumerate(_get(bank, "battery_list", ()) or (), start=1):
-        cells = " ".join(f"{v:.3f}" for v in _get(battery, "cell_voltages", ()))
-        lines.append(
-            f"Battery {index:<3} serial {_get(battery, 'serial')}  "
-            f"{_get(battery, 'model')} {_num(_get(battery, 'capacity_ah'), ' Ah', 0)}  "
-            f"fw {_get(battery, 'firmware')}"
-        )
-        lines.append(
-            f"  {_num(_get(battery, 'voltage'), ' V')}  {_num(_get(battery, 'current'), ' A')}  "
-            f"{_num(_get(battery, 'temperature'), ' °C', 1)}  cells: {cells}"
-        )
-    return lines
-
-
-_HISTORY_LABELS: tuple[tuple[str, str, str, int], ...] = (
-    # field, label, unit, digits
-    ("deepest_discharge_ah", "Deepest discharge", " Ah", 1),
-    ("last_discharge_ah", "Last discharge", " Ah", 1),
-    ("cumulative_ah_drawn", "Cumulative Ah drawn", " Ah", 1),
-    ("discharged_energy_kwh", "Discharged energy", " kWh", 2),
-    ("charged_energy_kwh", "Charged energy", " kWh", 2),
-    ("synchronisations", "Synchronisations", "", 0),
-    ("charge_cycles", "Charge cycles", "", 0),
-    ("full_discharges", "Full discharges", "", 0),
-    ("min_bank_voltage", "Min bank voltage", " V", 2),
-    ("max_bank_voltage", "Max bank voltage", " V", 2),
-    ("min_cell_voltage", "Min cell voltage", " V", 3),
-    ("max_cell_voltage", "Max cell voltage", " V", 3),
-    ("min_temperature", "Min temperature", " °C", 1),
-    ("max_temperature", "Max temperature", " °C", 1),
-)
-
-
-def format_history(history: object) -> list[str]:
-    """The history page [5.1]."""
-    lines = []
-    for name, label, unit, digits in _HISTORY_LABELS:
-        value = _get(history, name)
-        text = str(value) if digits == 0 and value is not None else _num(value, unit, digits)
-        lines.append(f"{label:<24}{text}")
-    since = _duration(_get(history, "seconds_since_full_charge"))
-    lines.insert(8, f"{'Since last full charge':<24}{since}")
-    return lines
-
-
-def _setting_text(value: object) -> str:
-    if isinstance(value, bool):
-        return _on_off(value)
-    if value is None:
-        return "default"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-_SETTING_UNITS = {
-    "charged_voltage": " V",
-    "tail_current": " %",
-    "charge_detection_time": " min",
-    "low_soc_warning": " %",
-    "discharge_floor": " %",
-}
-
-
-def format_settings(values: Mapping[str, object], *, assignment: bool = False) -> list[str]:
-    """One line per setting with its unit: aligned columns, or ``name = value`` after a set."""
-    def text(name: str, v: object) -> str:
-        return _setting_text(v) + (_SETTING_UNITS.get(name, "") if v is not None else "")
-
-    if assignment:
-        return [f"{name} = {text(name, v)}" for name, v in values.items()]
-    return [f"{name:<24}{text(name, v)}" for name, v in values.items()]
-
-
-def format_scan(results: Sequence[ScanResult]) -> list[str]:
-    """One line per device found, plus its decoded instant readout when there is one."""
-    if not results:
-        return ["no smallbms found"]
-    lines = []
-    for r in results:
-        lines.append(f"{r.address}  {r.name or '(no name)':<20} RSSI {r.rssi} dBm")
-        if r.readout is not None:
-            lines.append("  readout: " + ", ".join(f"{k}={v}" for k, v in r.readout.items()))
-        elif r.readout_note:
-            lines.append(f"  readout: {r.readout_note}")
-    return lines
-
-
-def _print_lines(lines: Sequence[str], out: TextIO) -> None:
-    out.write("\n".join(lines) + "\n")
-    out.flush()
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,27 +88,27 @@ def _print_lines(lines: Sequence[str], out: TextIO) -> None:
 async def _cmd_status(client: SmallBmsClient, args: argparse.Namespace) -> int:
     status = await client.status()
     if args.json:
-        _print_json(status, sys.stdout)
+        print_json(status, sys.stdout)
     else:
-        _print_lines(format_status(status), sys.stdout)
+        print_lines(format_status(status), sys.stdout)
     return EXIT_OK
 
 
 async def _cmd_bank(client: SmallBmsClient, args: argparse.Namespace) -> int:
     bank = await client.bank()
     if args.json:
-        _print_json(bank, sys.stdout)
+        print_json(bank, sys.stdout)
     else:
-        _print_lines(format_bank(bank), sys.stdout)
+        print_lines(format_bank(bank), sys.stdout)
     return EXIT_OK
 
 
 async def _cmd_history(client: SmallBmsClient, args: argparse.Namespace) -> int:
     history = await client.history()
     if args.json:
-        _print_json(history, sys.stdout)
+        print_json(history, sys.stdout)
     else:
-        _print_lines(format_history(history), sys.stdout)
+        print_lines(format_history(history), sys.stdout)
     return EXIT_OK
 
 
@@ -328,22 +116,22 @@ async def _cmd_get(client: SmallBmsClient, args: argparse.Namespace) -> int:
     if args.name is not None:
         value = await client.get_setting(args.name)
         if args.json:
-            _print_json(value, sys.stdout)
+            print_json(value, sys.stdout)
         else:
-            _print_lines(format_settings({args.name: value}), sys.stdout)
+            print_lines(format_settings({args.name: value}), sys.stdout)
         return EXIT_OK
     values = await client.settings()
     if args.json:
-        _print_json(values, sys.stdout)
+        print_json(values, sys.stdout)
     else:
-        _print_lines(format_settings(values), sys.stdout)
+        print_lines(format_settings(values), sys.stdout)
     return EXIT_OK
 
 
 async def _cmd_set(client: SmallBmsClient, args: argparse.Namespace) -> int:
     values = await client.set_setting(args.name, args.value)
     shown = {args.name: values.get(args.name, args.value)}
-    _print_lines(format_settings(shown, assignment=True), sys.stdout)
+    print_lines(format_settings(shown, assignment=True), sys.stdout)
     return EXIT_OK
 
 
@@ -356,7 +144,7 @@ async def _cmd_command(client: SmallBmsClient, args: argparse.Namespace) -> int:
 async def _cmd_key(client: SmallBmsClient, args: argparse.Namespace) -> int:
     key = await client.readout_key()
     if args.json:
-        _print_json({"key": key.hex()}, sys.stdout)
+        print_json({"key": key.hex()}, sys.stdout)
     else:
         print(key.hex(), flush=True)
     return EXIT_OK
@@ -367,43 +155,27 @@ async def _cmd_watch(client: SmallBmsClient, args: argparse.Namespace) -> int:
     count = 0
     async for status in client.watch():
         if args.json:
-            _print_json(status, sys.stdout)
+            print_json(status, sys.stdout)
         elif tty:
             sys.stdout.write(_ANSI_REDRAW)
             now = time.strftime("%H:%M:%S")
             header = f"{client.name}  {client.address}  {now}  (Ctrl-C to stop)"
-            _print_lines([header, "", *format_status(status)], sys.stdout)
+            print_lines([header, "", *format_status(status)], sys.stdout)
         else:
-            print(_status_line(status), flush=True)
+            print(status_line(status), flush=True)
         count += 1
         if args.count and count >= args.count:
             break
     return EXIT_OK
 
 
-def _status_line(status: object) -> str:
-    """One line per status for logs and pipes (``watch`` when stdout is not a terminal)."""
-    soc = _get(status, "soc")
-    codes = [
-        _reason(c) for k in ("warnings", "alarms", "errors") for c in (_get(status, k, ()) or ())
-    ]
-    return (
-        f"soc={'--' if soc is None else f'{soc:.1f}'} "
-        f"voltage={_num(_get(status, 'voltage'), '')} "
-        f"current={_num(_get(status, 'current'), '')} "
-        f"charge={_yes_no(_get(status, 'allowed_to_charge', False))} "
-        f"discharge={_yes_no(_get(status, 'allowed_to_discharge', False))} "
-        f"codes={','.join(codes) or '-'}"
-    )
-
-
 async def _run_scan(args: argparse.Namespace) -> int:
     key = _parse_key(args.key)
     results = await scan(duration=args.timeout, adapter=args.adapter, key=key, all_devices=args.all)
     if args.json:
-        _print_json(results, sys.stdout)
+        print_json(results, sys.stdout)
     else:
-        _print_lines(format_scan(results), sys.stdout)
+        print_lines(format_scan(results), sys.stdout)
     return EXIT_OK if results else 3
 
 

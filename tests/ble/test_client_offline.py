@@ -43,7 +43,7 @@ from gatt.client import (
     _parse_setting,
     translate,
 )
-from gatt.client_cli import (
+from gatt.client_format import (
     format_bank,
     format_history,
     format_settings,
