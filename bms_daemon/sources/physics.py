@@ -242,10 +242,13 @@ class BankPhysics:
         )
         if self.thermal_time_constant_s > 0.0:  # keep the explicit thermal step stable
             longest = min(longest, max(MAX_SUBSTEP_S, self.thermal_time_constant_s / 4.0))
-        steps = max(1, math.ceil(seconds / longest - 1e-9))
-        h = seconds / steps
-        for _ in range(steps):
-            self._substep(h)
+        if seconds <= longest:  # the usual case: one control step, one sub-step
+            self._substep(seconds)
+        else:
+            steps = math.ceil(seconds / longest - 1e-9)
+            h = seconds / steps
+            for _ in range(steps):
+                self._substep(h)
         self._update_balancers()
 
     # --- internals ----------------------------------------------------------------------------
