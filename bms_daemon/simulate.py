@@ -22,7 +22,7 @@ from typing import Any
 
 from bms_daemon.core.bms import Bms
 from bms_daemon.core.settings import SettingError
-from bms_daemon.core.types import Inputs, Outputs, Status
+from bms_daemon.core.types import Inputs, Status
 from bms_daemon.scenario import Scenario, ScenarioError, Step, load_scenario
 from bms_daemon.sources.simulated import SimulatedBank
 
@@ -241,12 +241,13 @@ class _Emitter:
         self.sample_every = max(duration / PLOT_POINTS, 1e-9)
         self._next_sample = 0.0
         self._next_line = 0.0
-        self._last_key: tuple[Outputs, tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] | None
-        self._last_key = None
+        self._last_key: tuple[Any, ...] | None = None
         self._last_t = -1.0
 
     def consider(self, t: float, status: Status, step: Step, *, force: bool = False) -> None:
-        key = (status.outputs, status.warnings, status.alarms, status.errors)
+        """Called at every step: keep it lean (plain tuple of booleans and code tuples)."""
+        o = status.outputs
+        key = (o.load, o.charger, o.prealarm, status.warnings, status.alarms, status.errors)
         changed = key != self._last_key
         if changed or force or t >= self._next_line:
             self._last_key = key
