@@ -1,9 +1,9 @@
 """How fast `smallbms simulate` runs one simulated day of a 1-battery bank at 1 s steps.
 
 Target < 5 s, aim 2 s (86 400 control steps).  Prints the wall and CPU time of the whole run
-(physics + core + output), then of the simulated bank alone (physics and readings, replaying
-the outputs the BMS chose), so the core's share is the difference.  Best of three runs: the
-machine may be shared.
+(physics + core + output), of the simulated bank alone (physics and readings, every output
+high), of the core alone (``Bms.step`` over readings recorded beforehand), and what is left (the
+simulate loop and its output lines).  Best of three runs: the machine may be shared.
 
     .venv/bin/python benchmarks/bench_simulated_day.py
 """
@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bms_daemon.core.types import Outputs
+from bms_daemon.core.bms import Bms
+from bms_daemon.core.types import Inputs, Outputs, Readings
 from bms_daemon.scenario import Scenario, parse_scenario
 from bms_daemon.simulate import _enter, run_scenario
 from bms_daemon.sources.simulated import SimulatedBank
@@ -71,6 +72,25 @@ def bank_only(scenario: Scenario) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def core_only(scenario: Scenario) -> tuple[float, int]:
+    """The core alone: Bms.step over a day of readings recorded beforehand."""
+    bank = SimulatedBank(scenario.bank)
+    bank.apply_outputs(Outputs(load=True, charger=True))
+    recorded: list[Readings | None] = [bank.read(0.0)]
+    t = 0
+    for step in scenario.steps:
+        _enter(bank, step)
+        for _ in range(int(step.duration)):
+            t += 1
+            recorded.append(bank.read(float(t)))
+    bms = Bms(scenario.settings)
+    inputs = Inputs()
+    cpu = time.process_time()
+    for i, readings in enumerate(recorded):
+        bms.step(readings, inputs, float(i))
+    return time.process_time() - cpu, len(recorded)
+
+
 def main() -> None:
     scenario = parse_scenario(DAY, "bench")
     best = min((whole(scenario) for _ in range(RUNS)), key=lambda r: r[1])
@@ -85,12 +105,14 @@ def main() -> None:
         f"  bank alone:  wall {bank_wall:.2f} s, CPU {bank_cpu:.2f} s  "
         f"({bank_cpu / ticks * 1e6:.1f} us/step CPU)"
     )
-    core = cpu - bank_cpu
-    print(f"  core + loop: CPU {core:.2f} s  ({core / ticks * 1e6:.1f} us/step)")
-    print(
-        f"  target < 5 s, aim 2 s: {'met' if cpu < 5 else 'MISSED'} (CPU), "
-        f"{'met' if wall < 5 else 'missed'} (wall)"
-    )
+    core_cpu, steps = min((core_only(scenario) for _ in range(RUNS)), key=lambda r: r[0])
+    print(f"  core alone:  CPU {core_cpu:.2f} s  ({core_cpu / steps * 1e6:.1f} us/step, Bms.step "
+          "over recorded readings)")
+    rest = cpu - bank_cpu - core_cpu
+    print(f"  the rest (simulate loop, output lines): CPU {rest:.2f} s  "
+          f"({rest / ticks * 1e6:.1f} us/step)")
+    verdict = "aim met" if cpu < 2 else ("target met, aim not" if cpu < 5 else "TARGET MISSED")
+    print(f"  target < 5 s, aim 2 s: {verdict} (CPU {cpu:.2f} s, wall {wall:.2f} s)")
 
 
 if __name__ == "__main__":
