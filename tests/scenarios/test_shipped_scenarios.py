@@ -22,7 +22,7 @@ def _ever(code: str) -> Callable[[list[Line]], bool]:
 
 
 def _synced_once(lines: list[Line]) -> bool:
-    return lines[-1]["synchronisations"] == 1 and lines[-1]["soc"] == 100.0
+    return bool(lines[-1]["synchronisations"] == 1 and lines[-1]["soc"] == 100.0)
 
 
 def _charger_only(reason: str) -> Callable[[list[Line]], bool]:
