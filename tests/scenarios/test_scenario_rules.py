@@ -289,7 +289,7 @@ def test_mode_off_floats_both() -> None:
     assert lines[-1]["discharge_reason"] == "mode off"
 
 
-def test_mixed_models_and_incomplete_strings_are_configuration_errors() -> None:
+def test_mixed_models_incomplete_strings_and_too_many_are_configuration_errors() -> None:
     mixed = simulate("""
         [bank]
         series = 2
@@ -309,6 +309,13 @@ def test_mixed_models_and_incomplete_strings_are_configuration_errors() -> None:
         duration = "30s"
         """)
     assert all(x["errors"] == ["E-B05"] and not x["load"] for x in incomplete)
+    too_many = simulate("""
+        [bank]
+        parallel = 51
+        [[step]]
+        duration = "5s"
+        """)
+    assert all(x["errors"] == ["E-B01"] for x in too_many)
     thirty_six_volts = simulate("""
         [bank]
         series = 3
