@@ -289,8 +289,13 @@ class SmallBmsClient:
                     f"the Bluetooth link to {self.name} was lost while {doing} "
                     "(BlueZ restarted or forgot the device)"
                 )
+            elif isinstance(exc, TimeoutError):
+                error = LinkLost(f"{self.name} did not answer while {doing} (timed out); "
+                                 "the Bluetooth link is probably lost")
             else:
                 error = translate(exc, doing=doing)
+                if isinstance(error, LinkLost):  # say which link, in the same words each time
+                    error = LinkLost(f"the Bluetooth link to {self.name} was lost while {doing}")
             if isinstance(error, LinkLost):
                 self._lost.set()
                 self._session = None
