@@ -54,6 +54,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+for c in ${CASES//,/ }; do
+  [ -f "$HERE/cases/$c.sh" ] || { echo "run.sh: no case '$c' (tests/e2e/cases/*.sh; try --help)" >&2; exit 2; }
+done
+
 T0=$(date +%s%N)
 elapsed() { echo $(( ($(date +%s%N) - T0) / 1000000000 )); }
 ts() { echo "[e2e +$(elapsed)s] $*"; }
