@@ -220,7 +220,11 @@ def format_scan(results: Sequence[ScanResult]) -> list[str]:
     for r in results:
         lines.append(f"{r.address}  {r.name or '(no name)':<20} RSSI {r.rssi} dBm")
         if r.readout is not None:
-            lines.append("  readout: " + ", ".join(f"{k}={v}" for k, v in r.readout.items()))
+            figures = {k: v for k, v in r.readout.items() if k != "alarms"}
+            lines.append("  readout: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+            raised = {k: v for k, v in (r.readout.get("alarms") or {}).items() if v != "ok"}
+            if raised:
+                lines.append("  alarms: " + ", ".join(f"{k}={v}" for k, v in raised.items()))
         elif r.readout_note:
             lines.append(f"  readout: {r.readout_note}")
     return lines

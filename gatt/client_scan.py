@@ -122,18 +122,7 @@ def _scan_result(device: BLEDevice, adv: AdvertisementData, key: bytes | None) -
         except readout.ReadoutError as exc:
             note = str(exc)
         else:
-            decoded = {
-                "soc": record.soc,
-                "voltage": record.voltage,
-                "current": record.current,
-                "consumed_ah": record.consumed_ah,
-                "ttg_min": record.ttg_min,
-                "temperature": record.temperature,
-                "error": record.error,
-                "allowed_to_charge": record.io.allowed_to_charge,
-                "allowed_to_discharge": record.io.allowed_to_discharge,
-                "prealarm": record.prealarm,
-            }
+            decoded = record.as_dict()
     return ScanResult(
         address=device.address,
         name=name,
