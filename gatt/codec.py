@@ -725,9 +725,23 @@ def encode_result(result: CommandResult) -> bytes:
                        result.seq & 0xFFFFFFFF, result.result) + data
 
 
+_ELLIPSIS = "\u2026".encode()
+
+
 def message_bytes(message: str) -> bytes:
-    """A message cut to fit an indication without splitting a character."""
-    return _text(message, RESULT_MAX_DATA).rstrip(b"\0")
+    """A message that fits an indication.
+
+    A longer one is cut at a word boundary and ends with an ellipsis, so the reader sees that
+    something is missing rather than a word chopped in half.
+    """
+    raw = message.encode("utf-8")
+    if len(raw) <= RESULT_MAX_DATA:
+        return raw
+    cut = _text(message, RESULT_MAX_DATA - len(_ELLIPSIS)).rstrip(b"\0")
+    space = cut.rfind(b" ")
+    if space > RESULT_MAX_DATA // 2:
+        cut = cut[:space]
+    return cut.rstrip(b" ,;:") + _ELLIPSIS
 
 
 def decode_result(data: BytesLike) -> CommandResult:

@@ -109,9 +109,8 @@ class Settings:
         if self.low_soc_warning and self.low_soc_warning < self.discharge_floor:
             raise SettingError(
                 f"low_soc_warning ({self.low_soc_warning:g}%) must be at least the discharge "
-                f"floor ({self.discharge_floor:g}%), so the warning comes before the loads are "
-                "disconnected; lower discharge_floor first, or set low_soc_warning to 0 to "
-                "disable the warning"
+                f"floor ({self.discharge_floor:g}%) so the warning comes first; lower "
+                "discharge_floor first, or set low_soc_warning to 0 to disable it"
             )
         if self.charged_voltage is not None:
             lo, hi = CHARGED_VOLTAGE_PER_CELL_RANGE

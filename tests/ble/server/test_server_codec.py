@@ -274,7 +274,20 @@ def test_results_round_trip_and_fit_an_indication(op: int, seq: int, result: int
     assert len(data) <= codec.RESULT_HEAD_SIZE + codec.RESULT_MAX_DATA
     got = codec.decode_result(data)
     assert (got.opcode, got.seq, got.result) == (op, seq, result)
-    assert message.startswith(got.message)
+    if len(message.encode()) <= codec.RESULT_MAX_DATA:
+        assert got.message == message
+    else:
+        assert got.message.endswith("\u2026")
+        assert message.startswith(got.message[:-1])
+
+
+def test_a_long_refusal_is_cut_at_a_word_with_an_ellipsis() -> None:
+    message = "charged_voltage must be between 13.60 and 14.40 V for this bank " * 4
+    text = codec.message_bytes(message).decode()
+    assert len(text.encode()) <= codec.RESULT_MAX_DATA
+    assert text.endswith("\u2026")
+    assert message.startswith(text[:-1])
+    assert message[len(text) - 1] == " "  # the cut falls between two words
 
 
 def test_vereg_values_use_victron_units() -> None:
