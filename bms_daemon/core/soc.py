@@ -154,7 +154,10 @@ class SocCounter:
     def count(self, current: float, dt: float, capacity_ah: float) -> None:
         """Integrate one sample (``current`` already through the zero band) over ``dt`` s."""
         average = self.average_current
-        if average is None:
+        if average is None or (current < 0.0 and average > -ZERO_CURRENT_BAND):
+            # A discharge that starts (or the first sample) begins the average afresh: time to go
+            # averages the *discharge* current, so the idle minutes before the loads came on must
+            # not make it show days instead of hours.
             self.average_current = current
         elif dt > 0.0:
             self.average_current = average + dt / (TTG_AVERAGING_S + dt) * (current - average)

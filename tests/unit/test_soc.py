@@ -154,6 +154,14 @@ def test_time_to_go_averages_the_current_over_3_minutes() -> None:
     assert status.ttg_min == pytest.approx(expected, rel=0.02)
 
 
+def test_time_to_go_of_a_discharge_that_follows_idle_minutes_uses_the_discharge_current() -> None:
+    d = Driver(soc=50)
+    d.run(bank(current=0.0), 600)  # idle: loads off
+    status = d.step(bank(current=-5.0))  # the loads come on
+    # 40 % of 100 Ah above the floor at 5 A: 8 h, not the days an average with the idle zeros gives
+    assert status.ttg_min == pytest.approx(480.0, rel=1e-2)
+
+
 @pytest.mark.parametrize("current", [5.0, 0.0])
 def test_no_time_to_go_while_not_discharging(current: float) -> None:
     d = Driver(soc=50)
