@@ -40,6 +40,12 @@ mount -t tmpfs tmpfs $R/dev/shm
 mount -t configfs configfs $R/sys/kernel/config 2>/dev/null
 # Fresh, empty runtime directories: the host's own /run and /tmp must not leak in.
 for d in /run /tmp /var/tmp /var/lib/bluetooth; do mkdir -p $R$d; mount -t tmpfs tmpfs $R$d; done
+# ... but the checkout and its venv may live under one of them (CI clones wherever it likes,
+# /tmp included): bring those back from the host's root.
+for p in $(arg repo) $(arg venv); do
+  [ -d "$R$p" ] || { mkdir -p $R$p && mount -o bind /lower$p $R$p; } \
+    || { say "cannot reach $p"; poweroff -f; }
+done
 W=$(arg work)
 mkdir -p $R$W
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 work $R$W \
