@@ -281,6 +281,13 @@ class SmallBmsClient:
         device was removed), which bleak does not always report as a disconnection."""
         try:
             yield
+        except LinkLost as exc:
+            # raised by a nested step (the PIN proof, a read): same words, naming the link
+            self._lost.set()
+            self._session = None
+            if self.name in str(exc):
+                raise
+            raise LinkLost(f"the Bluetooth link to {self.name} was lost while {doing}") from exc
         except ClientError:
             raise
         except (BleakError, OSError, EOFError, TimeoutError) as exc:
@@ -290,8 +297,8 @@ class SmallBmsClient:
                     "(BlueZ restarted or forgot the device)"
                 )
             elif isinstance(exc, TimeoutError):
-                error = LinkLost(f"{self.name} did not answer while {doing} (timed out); "
-                                 "the Bluetooth link is probably lost")
+                error = LinkLost(f"the Bluetooth link to {self.name} was lost while {doing} "
+                                 "(no answer, timed out)")
             else:
                 error = translate(exc, doing=doing)
                 if isinstance(error, LinkLost):  # say which link, in the same words each time
