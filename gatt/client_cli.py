@@ -85,47 +85,35 @@ _ANSI_REDRAW = "\x1b[H\x1b[J"
 # --------------------------------------------------------------------------------------------
 # subcommands
 # --------------------------------------------------------------------------------------------
-async def _cmd_status(client: SmallBmsClient, args: argparse.Namespace) -> int:
-    status = await client.status()
+def _show(
+    value: object, formatter: Callable[[object], list[str]], args: argparse.Namespace
+) -> int:
+    """Print what a read command got: JSON with --json, the formatter's lines otherwise."""
     if args.json:
-        print_json(status, sys.stdout)
+        print_json(value, sys.stdout)
     else:
-        print_lines(format_status(status), sys.stdout)
+        print_lines(formatter(value), sys.stdout)
     return EXIT_OK
+
+
+async def _cmd_status(client: SmallBmsClient, args: argparse.Namespace) -> int:
+    return _show(await client.status(), format_status, args)
 
 
 async def _cmd_bank(client: SmallBmsClient, args: argparse.Namespace) -> int:
-    bank = await client.bank()
-    if args.json:
-        print_json(bank, sys.stdout)
-    else:
-        print_lines(format_bank(bank), sys.stdout)
-    return EXIT_OK
+    return _show(await client.bank(), format_bank, args)
 
 
 async def _cmd_history(client: SmallBmsClient, args: argparse.Namespace) -> int:
-    history = await client.history()
-    if args.json:
-        print_json(history, sys.stdout)
-    else:
-        print_lines(format_history(history), sys.stdout)
-    return EXIT_OK
+    return _show(await client.history(), format_history, args)
 
 
 async def _cmd_get(client: SmallBmsClient, args: argparse.Namespace) -> int:
     if args.name is not None:
         value = await client.get_setting(args.name)
-        if args.json:
-            print_json(value, sys.stdout)
-        else:
-            print_lines(format_settings({args.name: value}), sys.stdout)
-        return EXIT_OK
+        return _show(value, lambda v: format_settings({args.name: v}), args)
     values = await client.settings()
-    if args.json:
-        print_json(values, sys.stdout)
-    else:
-        print_lines(format_settings(values), sys.stdout)
-    return EXIT_OK
+    return _show(values, lambda v: format_settings(values), args)
 
 
 async def _cmd_set(client: SmallBmsClient, args: argparse.Namespace) -> int:
