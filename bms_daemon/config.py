@@ -61,6 +61,7 @@ class BleConfig:
     name: str = "smallBMS NG"
     product_id: int = 0xA3EC
     virtual: str = "auto"  # "auto" | "on" | "off"
+    vereg: bool = True  # offer Victron's VE-Reg service (pairing only, no PIN: docs/security.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +295,7 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
         name=ble["name"],
         product_id=ble["product_id"],
         virtual=_one_of("[ble] virtual", ble["virtual"], VIRTUAL_MODES),
+        vereg=ble["vereg"],
     )
 
     logs = table["logging"]

@@ -65,6 +65,8 @@ class BleConfigLike(Protocol):
     def name(self) -> str: ...
     @property
     def product_id(self) -> int: ...
+    @property
+    def vereg(self) -> bool: ...
 
 
 class ServerLike(Protocol):
@@ -98,6 +100,14 @@ def _make_broadcaster(device: DeviceControl, store: Store, product_id: int) -> A
     except Exception as exc:  # a broken key file must not take Bluetooth down
         log.warning("ble_readout_unavailable", error=repr(exc))
         return None
+
+
+def offered_services(*, vereg: bool) -> tuple[profile.Service, ...]:
+    """The services to register: all of the profile, less VE-Reg when the config turns it off
+    (it is the one service a paired central may read without the PIN)."""
+    if vereg:
+        return profile.SERVICES
+    return tuple(s for s in profile.SERVICES if s is not profile.VEREG)
 
 
 class BleService:
@@ -204,6 +214,7 @@ class BleService:
             on_write=self.handle_write,
             on_connections=self._on_connections,
             on_lost=self._on_lost,
+            services=offered_services(vereg=self._config.vereg),
         )
         self._server = server
         payload = self._readout_payload(self._clock())

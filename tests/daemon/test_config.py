@@ -171,3 +171,10 @@ def test_check_config_reports_a_bad_source_key(tmp_path: Path,
     assert "[source]" in err
     assert "no_such_key" in err
     assert "[source] [source]" not in err
+
+
+def test_the_vereg_service_can_be_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "smallbms.toml"
+    path.write_text("[ble]\nvereg = false\n")
+    assert load(path).ble.vereg is False
+    assert cfg.BleConfig().vereg is True

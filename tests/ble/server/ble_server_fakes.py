@@ -21,6 +21,7 @@ from bms_daemon.core.types import (
     Status,
 )
 from bms_daemon.device import StatusListener
+from gatt import profile
 
 
 def sample_status(**changes: Any) -> Status:
@@ -96,6 +97,7 @@ class FakeConfig:
     name: str = "smallBMS NG"
     product_id: int = 0xA3EC
     virtual: str = "auto"
+    vereg: bool = True
 
 
 @dataclass
@@ -116,6 +118,7 @@ class FakeServer:
     on_write: Callable[[str, bytes], None]
     on_connections: Callable[[frozenset[str]], None]
     on_lost: Callable[[], None]
+    services: tuple[profile.Service, ...] = profile.SERVICES
     advertising: bool = False
     stopped: bool = False
     notified: list[tuple[str, bytes]] = field(default_factory=list)

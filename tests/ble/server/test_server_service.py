@@ -459,3 +459,21 @@ def test_random_writes_never_crash_and_never_change_a_setting(key: str, data: by
         FUZZ.handle_write(key, data)
     assert FUZZ_DEVICE.settings() == before
     assert FUZZ_DEVICE.commands == []
+
+
+@pytest.mark.parametrize("vereg", [True, False])
+async def test_the_vereg_service_is_offered_unless_the_config_turns_it_off(vereg: bool) -> None:
+    factory = ServerFactory()
+    service = BleService(FakeDevice(), FakeConfig(vereg=vereg), MemoryStore(), clock=Clock(),
+                         server_factory=factory)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: bool(factory.servers) and factory.current.advertising)
+        offered = factory.current.services
+        assert (profile.VEREG in offered) is vereg
+        assert profile.SMALLBMS in offered
+        assert profile.BATTERY_SERVICE in offered
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
