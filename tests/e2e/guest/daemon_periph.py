@@ -245,11 +245,22 @@ async def restart_bluetoothd(results: Results) -> None:
         await asyncio.sleep(POLL_S)
     out = work() / "out" / "periph" / "bluetoothd.log"
     with out.open("a") as f:
-        f.write("\n==== e2e: bluetoothd killed with SIGKILL and restarted ====\n")
+        f.write("\n==== e2e: bluetoothd killed with SIGKILL and restarted ====\n"
+                "(its lines now come through a pipe: see restart_bluetoothd)\n")
         f.flush()
+        # bluetoothd -d writes each debug line to stderr unbuffered; written straight to the
+        # shared run directory (virtio-9p under TCG) each line costs milliseconds, and one of
+        # them ("Elevating security level...") sits between bluetoothd's read and raise of the
+        # ATT socket's security level: a window for the race of finding 4 (docs/testing.md).
+        # A pipe takes the line at memory speed; `cat` copies it to the same log file.
+        read_end, write_end = os.pipe()
+        await asyncio.create_subprocess_exec("cat", stdin=read_end, stdout=f,
+                                             start_new_session=True)
         await asyncio.create_subprocess_exec(
-            "/usr/libexec/bluetooth/bluetoothd", "-n", "-d", stdout=f,
+            "/usr/libexec/bluetooth/bluetoothd", "-n", "-d", stdout=write_end,
             stderr=subprocess.STDOUT, start_new_session=True)
+        os.close(read_end)
+        os.close(write_end)
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     back_at = None
     while time.monotonic() - killed_at < BLUEZ_BACK_TIMEOUT_S:
