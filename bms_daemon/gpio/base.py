@@ -95,10 +95,13 @@ class GpioPort(Protocol):
         ...
 
     def set_output(self, name: str, active: bool) -> None:
-        """Drive (active) or release (inactive) one output, then read it back.
+        """Drive (active) or release (inactive) one output; a driven output is read back.
 
-        Raises ``GpioError`` when the line cannot be set or reads back otherwise: the daemon
-        turns that into E-B11 (hardware error) and floats everything.
+        Raises ``GpioError`` when the line cannot be set, or when a driven line does not read
+        back driven (shorted, overloaded): the daemon turns that into E-B11 (hardware error)
+        and floats everything.  A released line is not read back: its level is the wiring's
+        (a pull-down, the driver stage's input, cable capacitance still discharging), not
+        ours, and a false E-B11 would keep loads off until restart.
         """
         ...
 

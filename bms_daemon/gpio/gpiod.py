@@ -105,16 +105,18 @@ class GpiodPort:
 
     def set_output(self, name: str, active: bool) -> None:
         line = self._lines[name].line
-        wanted = self._active if active else self._inactive
         try:
-            self._request.set_value(line, wanted)
+            if not active:  # released: the level is the wiring's, see GpioPort.set_output
+                self._request.set_value(line, self._inactive)
+                return
+            self._request.set_value(line, self._active)
             readback = self._request.get_value(line)
         except (OSError, ValueError) as exc:
             raise GpioError(f"output {name} (line {line}): {exc}") from exc
-        if readback != wanted:
+        if readback != self._active:
             raise GpioError(
                 f"output {name} (line {line}) reads back {readback.name.lower()} after being "
-                f"set {wanted.name.lower()}"
+                "driven active"
             )
 
     def read_remote(self) -> bool:

@@ -45,6 +45,14 @@ def test_a_faulty_line_fails_on_read_back() -> None:
         port.set_output("charger", True)
 
 
+def test_releasing_a_line_never_reads_it_back() -> None:
+    # A released line shows the wiring's level, not ours: no E-B11 for it (found on gpio-sim).
+    port = MemoryPort()
+    port.fail("charger")
+    port.set_output("charger", False)
+    assert port.levels["charger"] is False
+
+
 def test_remote_is_debounced() -> None:
     clock = Clock()
     port = MemoryPort(debounce_s=0.02, clock=clock)
@@ -198,18 +206,23 @@ def test_gpiod_missing_chip_is_a_gpio_error(tmp_path: Path) -> None:
         min_size=1, max_size=25,
     )
 )
-def test_after_any_fault_every_output_stays_floating(
+def test_after_a_fault_shows_every_output_stays_floating(
     steps: list[tuple[bool, bool, bool, str | None]],
 ) -> None:
     port = MemoryPort()
     driver = OutputDriver(port)
     faulted = False
+    faulty: set[str] = set()
     for load, charger, prealarm, fault in steps:
         if fault is not None:
             port.fail(fault)
+            faulty.add(fault)
         driver.read_remote()
         driven = driver.apply(Outputs(load, charger, prealarm), Leds(), 0.0)
-        faulted = faulted or fault is not None
+        # A fault shows when the remote is read or a faulty line is driven: a released line
+        # is not read back (its level is the wiring's).
+        wanted = {"remote": True, "load": load, "charger": charger, "prealarm": prealarm}
+        faulted = faulted or any(wanted[name] for name in faulty)
         if faulted:
             assert driven == Outputs.safe()
             assert not driver.hardware_ok

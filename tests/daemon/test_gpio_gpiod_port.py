@@ -85,6 +85,17 @@ def test_set_reads_back_and_a_stuck_line_is_an_error(
         port.set_output("charger", True)
 
 
+def test_a_released_line_is_not_read_back(requests: list[FakeRequest], tmp_path: Path) -> None:
+    # On a kernel chip (gpio-sim, e2e gpio case) a line switched to input kept reading its last
+    # driven level; on a Pi it reads whatever the wiring pulls it to.  Neither is a fault.
+    port = open_port(_config(tmp_path), tmp_path)
+    (request,) = requests
+    port.set_output("load", True)
+    request.stuck[17] = Value.ACTIVE
+    port.set_output("load", False)
+    assert request.values[17] == Value.INACTIVE
+
+
 def test_remote_reads_active_as_on(requests: list[FakeRequest], tmp_path: Path) -> None:
     port = open_port(_config(tmp_path), tmp_path)
     (request,) = requests
