@@ -1,7 +1,8 @@
 """The e2e verdict: reads the guests' result files and prints one line per check.
 
-Exit 0 only when every case of the run left results from both guests and every check passed;
-a case with no results means a guest died or timed out (its logs are kept by run.sh).
+Exit 0 only when every case of the run left results from each of its guests and every check
+passed; a case with no results means a guest died or timed out (its logs are kept by run.sh).
+The second argument lists the cases with their guests: ``probe:periph+central,gpio:gpio``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-ROLES = ("periph", "central")  # each must leave results for every case
 
-
-def main(run: Path, cases: list[str]) -> int:
+def main(run: Path, cases: dict[str, list[str]]) -> int:
     failed = 0
-    for case in cases:
+    for case, roles in cases.items():
         print(f"case {case}:")
-        for role in ROLES:
+        for role in roles:
             if not (run / "results" / f"{case}.{role}.json").exists():
                 print(f"  FAIL [{role}] no results: the guest did not get to this case")
                 failed += 1
@@ -40,4 +39,5 @@ def main(run: Path, cases: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), [c for c in sys.argv[2].split(",") if c]))
+    spec = (item.partition(":") for item in sys.argv[2].split(",") if item)
+    sys.exit(main(Path(sys.argv[1]), {case: roles.split("+") for case, _, roles in spec}))

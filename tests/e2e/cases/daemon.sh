@@ -1,3 +1,4 @@
+# roles: periph central
 # Daemon case (sourced by guest/guest.sh): the real `smallbms run` in the peripheral, started
 # as systemd would; `smallbms-client` and victron-ble in the central.
 periph_main() {

@@ -72,7 +72,8 @@ def systemd_like_unit(results: Results) -> units.Unit:
                       directories={"StateDirectory": ["smallbms"]}, type="notify")
 
 
-def prepare(unit: units.Unit, results: Results) -> tuple[list[str], dict[str, str], str]:
+def prepare(unit: units.Unit, results: Results, config_text: str = E2E_CONFIG
+            ) -> tuple[list[str], dict[str, str], str]:
     """Make the guest look like an installed system; returns argv, environment, config."""
     exe = Path(unit.exec_start[0])
     if not exe.exists():  # the guest's root is an overlay: install by linking the venv's script
@@ -84,7 +85,7 @@ def prepare(unit: units.Unit, results: Results) -> tuple[list[str], dict[str, st
         config = ""
     else:
         Path(config).parent.mkdir(parents=True, exist_ok=True)
-        Path(config).write_text(E2E_CONFIG)
+        Path(config).write_text(config_text)
     user = unit.user or "root"
     group = unit.group or user
     if user != "root":

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Runs inside a guest (chrooted by init.sh), as ROLE = periph | central.
+# Runs inside a guest (chrooted by init.sh), as ROLE = periph | central | gpio.
 #
-# Brings up the guest's Bluetooth (system D-Bus, controller, bluetoothd), then runs each case
-# of CASES in order: tests/e2e/cases/<case>.sh defines `periph_main` and `central_main`.
+# Brings up the guest's Bluetooth (system D-Bus, controller, bluetoothd; not in the gpio
+# guest), then runs each case of CASES in order: tests/e2e/cases/<case>.sh defines
+# `<role>_main` for each of its roles.
 # The two guests meet through flag files in the shared run directory ($WORK/flags): they have
 # no network, and the run directory is the only thing they share.
 set -u
@@ -47,9 +48,10 @@ stop_bluetoothd() {  # the way a crash looks to its clients: SIGKILL
   wait "$BLUETOOTHD_PID" 2>/dev/null
 }
 
-log "userland up, cases: $CASES"
+log "userland up ($(uname -r)), cases: $CASES"
 dbus-daemon --system --fork || log "dbus-daemon failed"
 case $ROLE in
+  gpio) ;;  # no Bluetooth: this guest proves the GPIO edge
   periph)
     # One LE-only 4.2 controller (hci0 here) plus, in the same emulator, an H4 server socket
     # whose second controller becomes the central's hci0 through the relay and the host.
@@ -63,25 +65,28 @@ case $ROLE in
     btattach -B /dev/ttyS1 -P h4 > "$OUT/btattach.log" 2>&1 &
     ;;
 esac
-wait_for 30 test -e /sys/class/bluetooth/hci0 || log "no hci0"
-btmon -w "$OUT/btmon.snoop" > /dev/null 2>&1 & MON=$!
-start_bluetoothd || log "bluetoothd did not register a controller"
-log "controller: $(bluetoothctl list | tr '\n' ' ')"
+MON=
+if [ "$ROLE" != gpio ]; then
+  wait_for 30 test -e /sys/class/bluetooth/hci0 || log "no hci0"
+  btmon -w "$OUT/btmon.snoop" > /dev/null 2>&1 & MON=$!
+  start_bluetoothd || log "bluetoothd did not register a controller"
+  log "controller: $(bluetoothctl list | tr '\n' ' ')"
+fi
 
 for c in ${CASES//,/ }; do
   if [ ! -f "$G/cases/$c.sh" ]; then log "unknown case $c"; continue; fi
-  unset -f periph_main central_main
+  unset -f periph_main central_main gpio_main
   # shellcheck source=/dev/null
   . "$G/cases/$c.sh"
   log "case $c: start"
   "${ROLE}_main" > "$OUT/$c.log" 2>&1
   log "case $c: exit $?"
   signal "$c.$ROLE.end"
+  [ "$ROLE" = gpio ] && continue  # alone in its guest: nobody to wait for
   other=periph; [ "$ROLE" = periph ] && other=central
   await "$c.$other.end" 300
 done
 
 log "mem used/total MiB: $(free -m | awk '/Mem:/{print $3"/"$2}')"
-kill "$MON" 2>/dev/null
-wait "$MON" 2>/dev/null
+if [ -n "$MON" ]; then kill "$MON" 2>/dev/null; wait "$MON" 2>/dev/null; fi
 sync

@@ -19,7 +19,8 @@ say() { echo "[init] $*"; }
 # btvirt's own crypto, 9p + overlay for the root, configfs + gpio-sim for GPIO when present.
 for m in virtio_pci 9pnet_virtio 9p virtio_rng overlay hci_vhci hci_uart cmac ecdh_generic \
          algif_hash algif_skcipher configfs; do
-  modprobe $m || say "modprobe $m failed"
+  modprobe $m 2>/dev/null || grep -q "/$m.ko" /lib/modules/*/modules.builtin \
+    || say "modprobe $m failed"
 done
 if modprobe gpio-sim 2>/dev/null; then say "gpio-sim loaded"; else say "gpio-sim not available"; fi
 
