@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The e2e tier: the BLE side of smallbms against the real Linux Bluetooth stack.
+# The e2e tier: smallbms against real Linux kernels: the Bluetooth stack, and a GPIO chip.
 #
 # Two qemu guests (software emulation: no KVM, no host Bluetooth needed) boot Debian's stock
 # kernel; the peripheral runs `btvirt` (emulated LE controllers) and the central attaches to it
 # over a serial line relayed through the host, so each guest has its own kernel, bluetoothd and
 # system D-Bus, as a Raspberry Pi and a phone would.  Real SMP, real advertising limits, real
-# GATT error codes: what the virtual BlueZ (gatt/virtual/) can only model.
+# GATT error codes: what the virtual BlueZ (gatt/virtual/) can only model.  A third guest boots
+# a kernel with gpio-sim (Ubuntu's; Debian builds none) for the gpiod backend and the outputs'
+# fail-safe.
 #
 # Everything it needs is built into a cache directory on first use (apt packages, the kernel
 # unpacked not installed, an initramfs); the guests use the project's own venv (.venv, as
