@@ -34,6 +34,7 @@ VENV = Path(os.environ["VENV"])
 UNIT_FILE = REPO / "systemd" / "smallbms.service"
 DEFAULT_CONFIG = "/etc/smallbms/smallbms.toml"
 ADAPTER_PATH = "/org/bluez/hci0"
+BLUETOOTHD_LOG = Path("/tmp/bluetoothd.log")  # guest.sh's BLUETOOTHD_LOG
 NOTIFY_SOCKET = "/run/e2e-notify.sock"
 E2E_CONFIG = """\
 # Written by tests/e2e: real BlueZ (never the virtual one), GPIO in memory (the guest has no
@@ -244,24 +245,14 @@ async def restart_bluetoothd(results: Results) -> None:
         if not bluetoothd_pids():
             break
         await asyncio.sleep(POLL_S)
-    out = work() / "out" / "periph" / "bluetoothd.log"
-    with out.open("a") as f:
-        f.write("\n==== e2e: bluetoothd killed with SIGKILL and restarted ====\n"
-                "(its lines now come through a pipe: see restart_bluetoothd)\n")
+    # The same log as the first bluetoothd: a file on the guest's tmpfs that guest.sh copies
+    # to the run directory (why not straight there: see BLUETOOTHD_LOG in guest.sh).
+    with BLUETOOTHD_LOG.open("a") as f:  # noqa: ASYNC230 (tmpfs: does not block)
+        f.write("\n==== e2e: bluetoothd killed with SIGKILL and restarted ====\n")
         f.flush()
-        # bluetoothd -d writes each debug line to stderr unbuffered; written straight to the
-        # shared run directory (virtio-9p under TCG) each line costs milliseconds, and one of
-        # them ("Elevating security level...") sits between bluetoothd's read and raise of the
-        # ATT socket's security level: a window for the race of finding 4 (docs/testing.md).
-        # A pipe takes the line at memory speed; `cat` copies it to the same log file.
-        read_end, write_end = os.pipe()
-        await asyncio.create_subprocess_exec("cat", stdin=read_end, stdout=f,
-                                             start_new_session=True)
         await asyncio.create_subprocess_exec(
-            "/usr/libexec/bluetooth/bluetoothd", "-n", "-d", stdout=write_end,
+            "/usr/libexec/bluetooth/bluetoothd", "-n", "-d", stdout=f,
             stderr=subprocess.STDOUT, start_new_session=True)
-        os.close(read_end)
-        os.close(write_end)
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     back_at = None
     while time.monotonic() - killed_at < BLUEZ_BACK_TIMEOUT_S:

@@ -37,10 +37,21 @@ if [ "${EATT:-0}" != 1 ]; then
   grep -q '^Channels = 1$' /etc/bluetooth/main.conf || log "could not disable EATT"
 fi
 
+# bluetoothd -d writes each debug line to stderr unbuffered, and one of them ("Elevating
+# security level...") sits between its read and its raise of a reconnecting central's security
+# level: the window of the race in finding 4 (docs/testing.md).  Written straight to the shared
+# run directory (virtio-9p under TCG) each line costs milliseconds and can block; so every
+# bluetoothd of a guest (this one, and the one daemon_periph.py restarts) appends to a file on
+# the guest's tmpfs, and `tail -F` copies it to the run directory on its own time.
+BLUETOOTHD_LOG=/tmp/bluetoothd.log
 BLUETOOTHD_PID=
+LOGCOPY=
 start_bluetoothd() {
-  /usr/libexec/bluetooth/bluetoothd -n -d >> "$OUT/bluetoothd.log" 2>&1 &
+  /usr/libexec/bluetooth/bluetoothd -n -d >> "$BLUETOOTHD_LOG" 2>&1 &
   BLUETOOTHD_PID=$!
+  if [ -z "$LOGCOPY" ]; then
+    tail -n +1 -F "$BLUETOOTHD_LOG" >> "$OUT/bluetoothd.log" 2>/dev/null & LOGCOPY=$!
+  fi
   wait_for 30 sh -c 'bluetoothctl list | grep -q Controller'
 }
 stop_bluetoothd() {  # the way a crash looks to its clients: SIGKILL
@@ -89,4 +100,8 @@ done
 
 log "mem used/total MiB: $(free -m | awk '/Mem:/{print $3"/"$2}')"
 if [ -n "$MON" ]; then kill "$MON" 2>/dev/null; wait "$MON" 2>/dev/null; fi
+if [ -n "$LOGCOPY" ]; then  # the whole log, whatever tail had not copied yet
+  kill "$LOGCOPY" 2>/dev/null; wait "$LOGCOPY" 2>/dev/null
+  cp "$BLUETOOTHD_LOG" "$OUT/bluetoothd.log"
+fi
 sync
