@@ -1,7 +1,8 @@
 """GpiodPort over a fake character device: what it requests, read-back, release.
 
-The real kernel path (gpio-sim) needs root and configfs, which CI has not; this fake stands in
-for ``gpiod.request_lines`` only, keeping the real ``gpiod`` settings and enums.
+The real kernel path needs root, configfs and a kernel with gpio-sim: the e2e gpio case runs it
+in a qemu guest (docs/testing.md).  In the fast suite this fake stands in for
+``gpiod.request_lines`` only, keeping the real ``gpiod`` settings and enums.
 """
 
 from __future__ import annotations
