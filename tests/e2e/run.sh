@@ -45,7 +45,9 @@ case.  Exit status 0 = every check passed, 1 = a check failed, 2 = the harness i
 
 Environment: E2E_CACHE (default .cache/e2e), E2E_VENV (default .venv), E2E_TIMEOUT
 (seconds per guest, default $BOOT_TIMEOUT), E2E_EATT=1 (keep BlueZ's EATT on; see
-docs/testing.md for the race that makes the tier turn it off).  Logs of the last run: \$E2E_CACHE/last;
+docs/testing.md for the race that makes the tier turn it off), E2E_BONDED_RECONNECT=1 (the
+daemon case reconnects after the bluetoothd restart with the bond kept, which reproduces the
+BlueZ race of finding 4 in docs/testing.md; by default both sides forget the bond first).  Logs of the last run: \$E2E_CACHE/last;
 a failed run is kept as \$E2E_CACHE/failed-<time>.  Needs root the first time (apt-get).
 USAGE
 }
@@ -222,7 +224,7 @@ boot() {  # role, kernel directory, cases, serial backend for the Bluetooth link
   timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m "$GUEST_MEM" -smp 1 \
     -display none -no-reboot -nic none -pidfile "$RUN/qemu-$1.pid" \
     -kernel "$2/vmlinuz" -initrd "$2/initrd.gz" \
-    -append "console=ttyS0 panic=-1 quiet work=$RUN repo=$REPO venv=$VENV role=$1 cases=$3 eatt=${E2E_EATT:-0}" \
+    -append "console=ttyS0 panic=-1 quiet work=$RUN repo=$REPO venv=$VENV role=$1 cases=$3 eatt=${E2E_EATT:-0} bonded=${E2E_BONDED_RECONNECT:-0}" \
     -serial "file:$RUN/out/console-$1.log" -serial "$4" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$RUN,mount_tag=work,security_model=none,multidevs=remap" \

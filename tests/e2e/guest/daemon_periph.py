@@ -27,7 +27,15 @@ import systemd_unit as units
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
-from e2elib import Results, await_flag, log, signal, work
+from e2elib import (
+    Results,
+    await_flag,
+    bonded_reconnect,
+    forget_paired_devices,
+    log,
+    signal,
+    work,
+)
 
 REPO = Path(os.environ["REPO"])
 VENV = Path(os.environ["VENV"])
@@ -333,6 +341,9 @@ async def scenario(results: Results, unit: units.Unit, env: dict[str, str], conf
     await asyncio.wait({restart_asked, central_done}, return_when=asyncio.FIRST_COMPLETED)
     if restart_asked.done() and restart_asked.result():
         await restart_bluetoothd(results)
+        if not bonded_reconnect():
+            results.fact("bonds forgotten after the restart (see e2elib.forget_paired_devices)",
+                         await forget_paired_devices())
         signal("daemon.restart.done")
     await central_done
     results.check("daemon still running after the scenario", proc.returncode is None,

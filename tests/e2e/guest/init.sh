@@ -54,7 +54,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 work $R$W \
 mkdir -p $R/run/dbus
 chroot $R /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/tmp TERM=dumb LANG=C.UTF-8 WORK=$W REPO=$(arg repo) VENV=$(arg venv) ROLE=$(arg role) \
-  CASES=$(arg cases) EATT=$(arg eatt) /bin/bash $(arg repo)/tests/e2e/guest/guest.sh
+  CASES=$(arg cases) EATT=$(arg eatt) \
+  E2E_BONDED_RECONNECT=$(arg bonded) /bin/bash $(arg repo)/tests/e2e/guest/guest.sh
 say "guest script exit=$? uptime=$(cut -d' ' -f1 /proc/uptime)"
 sync
 poweroff -f
