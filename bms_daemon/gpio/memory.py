@@ -2,7 +2,8 @@
 
 It behaves like the real pins where it matters to a user: outputs start floating, a driven
 output is read back (a line marked faulty with ``fail`` reads back floating when driven, exactly
-like a shorted pin, so E-B11 can be exercised), and the remote input is debounced in software like gpiod's kernel debounce.
+like a shorted pin, so E-B11 can be exercised), and the remote input is debounced in software
+like gpiod's kernel debounce.
 
 So that a person or a test can *see* the outputs of a running daemon, the backend rewrites a
 small JSON file at every change of a terminal or of the remote input (``{"load": true,
