@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def main(run: Path, cases: dict[str, list[str]]) -> int:
-    failed = 0
+    failed = uncovered = 0
     for case, roles in cases.items():
         print(f"case {case}:")
         for role in roles:
@@ -28,13 +28,15 @@ def main(run: Path, cases: dict[str, list[str]]) -> int:
                 failed += 0 if check["ok"] else 1
                 print(f"  {mark} [{role}] {check['name']}: {check['detail']}")
             for item in data["not_covered"]:
+                uncovered += 1
                 print(f"  n/c  [{role}] {item['name']}: not yet covered ({item['why']})")
             for name, value in data["facts"].items():
                 print(f"  fact [{role}] {name} = {value}")
             if not data["checks"] and not data["not_covered"]:
                 print(f"  FAIL [{role}] no check ran")
                 failed += 1
-    print(f"{failed} failed check(s)" if failed else "all checks passed")
+    also = f" ({uncovered} step(s) not covered: see n/c above)" if uncovered else ""
+    print(f"{failed} failed check(s){also}" if failed else f"all checks passed{also}")
     return 1 if failed else 0
 
 

@@ -47,7 +47,9 @@ Environment: E2E_CACHE (default .cache/e2e), E2E_VENV (default .venv), E2E_TIMEO
 (seconds per guest, default $BOOT_TIMEOUT), E2E_EATT=1 (keep BlueZ's EATT on; see
 docs/testing.md for the race that makes the tier turn it off), E2E_BONDED_RECONNECT=1 (the
 daemon case reconnects after the bluetoothd restart with the bond kept, which reproduces the
-BlueZ race of finding 4 in docs/testing.md; by default both sides forget the bond first).  Logs of the last run: \$E2E_CACHE/last;
+BlueZ race of finding 4 in docs/testing.md; by default both sides forget the bond first),
+E2E_UBUNTU_MIRROR (where the gpio case's kernel comes from; default
+http://archive.ubuntu.com/ubuntu).  Logs of the last run: \$E2E_CACHE/last;
 a failed run is kept as \$E2E_CACHE/failed-<time>.  Needs root the first time (apt-get).
 USAGE
 }
@@ -159,7 +161,7 @@ if [ -n "$GPIO_CASES" ]; then
   # linux-modules-extra); these are its release-pocket packages, which the archive keeps for
   # the life of the release, pinned by checksum.
   GPIO_KPKG=ubuntu-noble-6.8.0-31-generic
-  GPIO_KBASE=http://archive.ubuntu.com/ubuntu/pool/main/l/linux
+  GPIO_KBASE=${E2E_UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}/pool/main/l/linux
   GPIO_KDEBS=(
     "linux-image-unsigned-6.8.0-31-generic_6.8.0-31.31_amd64.deb 35115ceb5ddc1e73034a73d6b064b9c6d38c534f20279fd7229c510515b931d8"
     "linux-modules-6.8.0-31-generic_6.8.0-31.31_amd64.deb 3f17f2c279257eb50e40da44390bdf8272c440ca078831c348773d1314b5c2fe"
