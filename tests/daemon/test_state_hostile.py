@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from bms_daemon.cli import main
 from bms_daemon.config import from_table
 from bms_daemon.controller import Controller
 from bms_daemon.core.bms import Bms
@@ -203,3 +204,21 @@ def _explicit_pin(content: bytes) -> object:
         return json.loads(content)["settings"]["pin"]
     except Exception:
         return None
+
+
+def test_reset_pin_opens_a_locked_device_again_and_keeps_the_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = _owner_state(tmp_path)
+    store.path("settings").write_bytes(b"\x00garbage")
+    assert restore(store, {}).pin_lost
+    assert main(["reset-pin", "--state-directory", str(tmp_path), "--pin", "246810"]) == 0
+    restored = restore(FileStore(tmp_path), {})
+    assert (restored.bms.settings.pin, restored.pin_lost) == ("246810", False)
+    assert main(["reset-pin", "--state-directory", str(tmp_path)]) == 0
+    drawn = capsys.readouterr().out.strip().splitlines()[-1]  # after the store's log lines
+    assert len(drawn) == 6
+    assert drawn.isdigit()
+    settings_now = restore(FileStore(tmp_path), {}).bms.settings
+    assert settings_now.pin == drawn
+    assert main(["reset-pin", "--state-directory", str(tmp_path), "--pin", "12"]) == 2
