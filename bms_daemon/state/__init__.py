@@ -1,0 +1,1 @@
+"""The state directory as a whole: who may write it (``lock``)."""
