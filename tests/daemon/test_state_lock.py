@@ -1,5 +1,5 @@
-"""One writer per state directory: a second daemon, or float-outputs under a running daemon,
-refuses with a message naming the holder, and touches nothing."""
+"""One writer per state directory: a second daemon, or float-outputs or reset-pin under a
+running daemon, refuses with a message naming the holder, and touches nothing."""
 
 from __future__ import annotations
 
@@ -24,10 +24,15 @@ FLOAT = (
 )
 
 
-def _run(code: str, config: Path) -> subprocess.CompletedProcess[str]:
+RESET_PIN = FLOAT.replace("bms_daemon import floatcmd", "bms_daemon.state import resetpin").replace(
+    "floatcmd.", "resetpin."
+)
+
+
+def _run(code: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "STATE_DIRECTORY")}
     return subprocess.run(
-        [sys.executable, "-c", code, "--config", str(config)],
+        [sys.executable, "-c", code, "--config", str(config), *args],
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )
 
@@ -74,6 +79,10 @@ def test_a_second_daemon_on_the_same_state_directory_refuses_and_writes_nothing(
     floated = _run(FLOAT, daemon_config)
     assert floated.returncode == 1
     assert "in use by another smallbms" in floated.stderr
+    # and so does reset-pin: the daemon would overwrite the settings it writes
+    reset = _run(RESET_PIN, daemon_config, "--pin", "246810")
+    assert reset.returncode == 1
+    assert "in use by another smallbms" in reset.stderr
     assert daemon.proc.poll() is None  # the first daemon carries on
     assert daemon.terminate() == 0
     # once it has stopped, both work again
