@@ -13,7 +13,10 @@ after every step checks, against conditions computed here from the raw inputs:
 - when LOAD floats for a cell under-voltage or a low pack voltage above 2.60 V per cell,
   PRE-ALARM has been high for 30 s, unless the system was switched off (remote or Mode) since
   the voltages were last healthy (switching off must not buy time);
-- SOC stays within 0-100 %; the status agrees with its outputs.
+- SOC stays within 0-100 %; the status agrees with its outputs;
+- a charged voltage stored before the bank was known never blocks a Mode or level change, and
+  is reported in the status exactly when the detected bank does not allow it;
+- once data is 5 s old, the bank page shows no cell or temperature extremes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from bms_daemon.core.bank import MODELS
 from bms_daemon.core.bms import Bms
 from bms_daemon.core.protection import PREALARM_LEAD_S
+from bms_daemon.core.settings import Settings
 from bms_daemon.core.types import BatteryReading, Code, Inputs, Readings, Reason, Status
 
 TOPOLOGIES = [
@@ -57,8 +61,18 @@ class BmsMachine(RuleBasedStateMachine):
         self.off_since_healthy = False  # remote or Mode off since cells and pack were healthy
         self.model, self.series, self.parallel = TOPOLOGIES[0]
 
-    @initialize(topology=st.sampled_from(TOPOLOGIES), soc=st.none() | st.floats(0, 100))
-    def start(self, topology: tuple[str, int, int], soc: float | None) -> None:
+    @initialize(
+        topology=st.sampled_from(TOPOLOGIES),
+        soc=st.none() | st.floats(0, 100),
+        charged_voltage=st.none() | st.floats(13.6, 57.6),
+    )
+    def start(
+        self, topology: tuple[str, int, int], soc: float | None, charged_voltage: float | None
+    ) -> None:
+        # a charged voltage accepted before any battery data, which the bank may not allow:
+        # it must never block another setting (the rules below change Mode and the levels)
+        self.bms = Bms(Settings(charged_voltage=charged_voltage))
+        self.previous = self.bms.status
         self.model, self.series, self.parallel = topology
         if soc is not None:
             self.bms.command("set_soc", soc, 0.0)
@@ -179,6 +193,19 @@ class BmsMachine(RuleBasedStateMachine):
         # what must float both outputs
         assert self.first is not None
         since_data = self.now - (self.last_fresh_t if self.last_fresh_t is not None else self.first)
+        # stale data shows no figure of the bank as if it were fresh
+        if since_data >= 5.0 and status.bank is not None:
+            bank = status.bank
+            assert bank.min_cell_voltage is None
+            assert bank.max_cell_voltage is None
+            assert bank.min_temperature is None
+            assert bank.max_temperature is None
+        # a stored charged voltage the bank does not allow is reported, never silently used
+        cv = self.bms.settings.charged_voltage
+        topology_now = self.bms.topology
+        if cv is not None and topology_now is not None and topology_now.error is None:
+            n = topology_now.cells_in_series
+            assert bool(status.setting_problems) == (not 3.40 * n <= cv <= 3.60 * n)
         both = [
             not inputs.remote,
             not self.bms.settings.mode,
