@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,8 +205,11 @@ def scenarios() -> list[list[Event]]:
     return [generate(rng) for _ in range(SCENARIOS)]
 
 
-def _fields(value: object) -> dict[str, Any]:
-    """A dataclass as JSON sees it (like ``dataclasses.asdict``, one level at a time)."""
+def _fields(value: object) -> dict[str, Any] | list[Any]:
+    """A dataclass as JSON sees it (like ``dataclasses.asdict``, one level at a time); any
+    other sequence (the bank page's lazy battery list) as a list."""
+    if isinstance(value, Sequence):
+        return list(value)
     if not dataclasses.is_dataclass(value) or isinstance(value, type):
         raise TypeError(f"not JSON: {value!r}")
     return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
