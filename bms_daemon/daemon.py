@@ -8,6 +8,9 @@ Tasks, all in one asyncio loop:
   a stalled loop gets the process killed and the outputs released.
 * the **LED task**: blinks the optional LEDs between ticks.
 * **persistence**: saves run in a worker thread started by the loop (never awaited by it).
+* the **source task** (a real battery source only): the source's reader tasks, which
+  reconnect on their own; ``read(now)`` in the control loop never waits for them.  A source
+  task that fails (a bug) is logged and restarted; the comms rules protect meanwhile.
 * **BLE** (optional): ``gatt.service.BleService`` on the real BlueZ, or on a virtual BlueZ when
   none is on the system bus.  Any BLE failure is logged and retried; it never touches the loop.
 
@@ -50,6 +53,7 @@ from bms_daemon.core.types import Inputs, Outputs, Readings, Status
 from bms_daemon.gpio import GpioError, GpioPort, open_port
 from bms_daemon.gpio.driver import OutputDriver, next_blink_edge
 from bms_daemon.persistence import STATE_NAME, Persister
+from bms_daemon.sources import comms_delays as source_comms_delays
 from bms_daemon.store import FileStore, Store
 
 log = structlog.get_logger("smallbms.daemon")
@@ -60,6 +64,7 @@ BLE_RETRY_FIRST_S = 2.0  # BLE restarts after a failure: 2 s, doubling ...
 BLE_RETRY_MAX_S = 60.0  # ... up to once a minute
 BLE_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for the BLE side to let go
 SOURCE_ERROR = "source_failed"
+SOURCE_RETRY_S = 5.0  # a source task that crashed (a bug, not a device problem) restarts after
 # Clean stop (float, save, exit 0) on these; SIGHUP too, so closing the terminal of a
 # foreground daemon does not kill it without floating the outputs first.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -267,12 +272,27 @@ class Daemon:
             await asyncio.sleep(delay)
             delay = min(delay * 2, BLE_RETRY_MAX_S)
 
+    async def _source_loop(self) -> None:
+        run = getattr(self.source, "run", None)
+        if run is None:
+            return
+        while True:
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the feeds handle device problems; this is a bug
+                log.exception("source_task_failed", retry_in_s=SOURCE_RETRY_S,
+                              action="no battery data meanwhile: the comms rules protect")
+            await asyncio.sleep(SOURCE_RETRY_S)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; outputs float and state is saved on the way out."""
         self.driver.float_all()
         control = asyncio.create_task(self._control_loop(stop), name="control")
         leds = asyncio.create_task(self._led_loop(), name="leds")
         ble = asyncio.create_task(self._ble_loop(), name="ble")
+        source = asyncio.create_task(self._source_loop(), name="source")
         stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
             await asyncio.wait({control, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -281,9 +301,9 @@ class Daemon:
             self.driver.float_all()  # first: the battery's safety does not wait for the disk
             log.info("stopping", outputs="floating")
             stop.set()
-            for task in (control, leds, stopping):
+            for task in (control, leds, stopping, source):
                 task.cancel()
-            await asyncio.gather(control, leds, stopping, return_exceptions=True)
+            await asyncio.gather(control, leds, stopping, source, return_exceptions=True)
             await self._save_on_exit()
             ble.cancel()
             with contextlib.suppress(TimeoutError):
@@ -333,18 +353,23 @@ def status_line(status: Status, driven: Outputs) -> str:
 
 
 # --- building from a configuration -------------------------------------------------------------
-def load_bms(config: Config, store: FileStore) -> tuple[BmsCore, dict[str, Any] | None]:
+def load_bms(
+    config: Config, store: FileStore, comms: tuple[float, float] | None = None
+) -> tuple[BmsCore, dict[str, Any] | None]:
     """The core, restored from the state directory when its snapshot is usable.
 
     A missing or corrupt snapshot starts a fresh core from the seed settings (SOC unknown); a
     corrupt one is kept aside by the store and logged.  ``[settings]`` seeds apply only then.
+    ``comms`` = the comms-loss delays (warning, alarm) of ``[source]``; None = the defaults.
     """
     from bms_daemon.core.bms import Bms  # noqa: PLC0415 (the core; imported when running)
+    from bms_daemon.core.protection import COMMS_ALARM_S, COMMS_WARNING_S  # noqa: PLC0415
 
+    warning_s, alarm_s = comms or (COMMS_WARNING_S, COMMS_ALARM_S)
     saved = store.load(STATE_NAME)
     if saved is not None:
         try:
-            bms = Bms(saved=saved)
+            bms = Bms(saved=saved, comms_warning_s=warning_s, comms_alarm_s=alarm_s)
         except (ValueError, TypeError, KeyError, SettingError) as exc:
             store.set_aside(STATE_NAME, f"not a usable BMS snapshot ({exc})")
         else:
@@ -356,7 +381,7 @@ def load_bms(config: Config, store: FileStore) -> tuple[BmsCore, dict[str, Any] 
             return bms, saved
     seeds = config.seed_settings()
     log.info("state_fresh", soc="unknown", settings_seeded=sorted(config.settings))
-    return Bms(settings=seeds), None
+    return Bms(settings=seeds, comms_warning_s=warning_s, comms_alarm_s=alarm_s), None
 
 
 def open_gpio(config: Config, state_directory: Path) -> OutputDriver:
@@ -378,13 +403,14 @@ def build(config: Config, state_directory: Path) -> Daemon:
         raise ConfigError("no battery source available (bms_daemon.sources.create_source)")
     try:
         source = factory(config.source)
+        comms = source_comms_delays(config.source)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{config.origin}: {source_message(str(exc))}") from None
     store = FileStore(state_directory)
     leftovers = store.remove_temporaries()
     if leftovers:
         log.info("removed_interrupted_saves", files=leftovers)
-    bms, saved = load_bms(config, store)
+    bms, saved = load_bms(config, store, comms)
     driver = open_gpio(config, state_directory)
     daemon = Daemon(
         bms=bms,
