@@ -1,8 +1,8 @@
 """Every control-point command over BLE, with its result indicated back.
 
 set SOC, synchronise, Mode on/off, reset history, factory reset, change PIN, read the
-instant-readout key, confirm the bank; plus what a malformed command gets.  (Bluetooth off has its own module:
-it must run inside the daemon's first 30 s.)
+instant-readout key, confirm the bank; plus what a malformed command gets.  (Bluetooth off has
+its own module: it must run inside the daemon's first 30 s.)
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def test_can_bms_pre_alarm_under_voltage_then_silence_w_b05_a_b05(
         daemon.wait_log("code_raised", code="W-B05")
         daemon.wait_log("code_raised", code="A-B05")
         entry = daemon.wait_log("outputs", load="floating", charger="floating")
-        assert daemon.outputs()["load"] is False and daemon.outputs()["charger"] is False
+        assert daemon.outputs()["load"] is False
+        assert daemon.outputs()["charger"] is False
         assert daemon.proc.poll() is None
     finally:
         bms.stop()

@@ -47,7 +47,8 @@ def test_the_byd_capture_decodes_to_the_documented_figures() -> None:
     assert battery.cell_voltages == ()  # the protocol has no per-cell figures: none invented
     assert battery.firmware == "BYD"
     extra = dict(sample.extra)
-    assert extra["soc"] == 67 and extra["soh"] == 100
+    assert extra["soc"] == 67
+    assert extra["soh"] == 100
     assert extra["charge_voltage_limit"] == pytest.approx(58.4)
     assert extra["charge_current_limit"] == pytest.approx(128.0)
     assert extra["discharge_voltage_limit"] == pytest.approx(43.0)
@@ -61,7 +62,8 @@ def test_a_sample_needs_both_the_pack_frame_and_the_cell_frame() -> None:
     assert can.latest(1.0) is None
     can.take(0x373, bytes.fromhex(BYD_CAPTURE[0x373]), now=2.0)
     sample = can.latest(2.0)
-    assert sample is not None and sample.at == 1.0  # as old as its oldest frame
+    assert sample is not None
+    assert sample.at == 1.0
 
 
 def test_a_sample_is_stale_when_its_oldest_frame_is_too_old() -> None:

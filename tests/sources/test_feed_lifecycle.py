@@ -25,9 +25,9 @@ HEALTHY = {"voltage": 53.0, "current": -12.0, "temperature": 21.0, "min_cell_vol
 _channels = itertools.count()
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait (without a timed assertion) until ``check()`` holds; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], bool], within: float = 20.0) -> None:
+    """Wait (without a timed assertion) until ``check()`` holds; fail after ``within`` s."""
+    deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.01)

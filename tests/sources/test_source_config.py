@@ -65,7 +65,8 @@ def test_combined_takes_current_from_the_shunt_and_voltage_from_the_bms_by_defau
 )
 def test_check_config_refuses_what_cannot_protect_a_bank(text: str, expected: str) -> None:
     found = problem(text)
-    assert found is not None and expected in found, found
+    assert found is not None
+    assert expected in found, found
     assert found.startswith("smallbms.toml: [source")
 
 
@@ -86,4 +87,5 @@ def test_check_config_command_prints_the_source_and_exits_2_on_a_bad_one(tmp_pat
     assert "battery source:  combined" in ok.stdout
     refused = subprocess.run([*run, str(bad)], capture_output=True, text=True, check=False)
     assert refused.returncode == 2
-    assert "gives no cells" in refused.stderr and "Traceback" not in refused.stderr
+    assert "gives no cells" in refused.stderr
+    assert "Traceback" not in refused.stderr

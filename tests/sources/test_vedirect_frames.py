@@ -7,7 +7,6 @@ add up to 0, which is what the parser checks.
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -44,7 +43,8 @@ def test_a_capture_decodes_to_voltage_current_and_the_shunts_own_figures() -> No
     assert sample is not None
     assert (sample.voltage, sample.current) == (12.341, 0.0)
     extra = dict(sample.extra)
-    assert extra["shunt_soc"] == 100.0 and extra["product_id"] == "0xA381"
+    assert extra["shunt_soc"] == 100.0
+    assert extra["product_id"] == "0xA381"
     assert "temperature" not in extra  # "---": no sensor fitted
     assert sample.batteries == ()  # a shunt knows no cells
 
@@ -92,7 +92,8 @@ def test_garbage_resynchronises_on_the_next_block() -> None:
     feed.take(b"\n" + b"\xff\xfe" * 200 + b"\n" + b"X" * 300, now=1.0)
     feed.take(shunt(current_ma=-2000), now=2.0)
     sample = feed.latest(2.0)
-    assert sample is not None and sample.current == -2.0
+    assert sample is not None
+    assert sample.current == -2.0
     assert feed.stats.dropped_total >= 1
 
 
@@ -100,7 +101,8 @@ def test_an_alarm_of_the_shunt_is_a_note() -> None:
     feed = VeDirectFeed("shunt", "/dev/null")
     feed.take(block([("V", "47000"), ("I", "-1000"), ("Alarm", "ON"), ("AR", "1")]), now=1.0)
     sample = feed.latest(1.0)
-    assert sample is not None and sample.notes == ("shunt alarm: low voltage",)
+    assert sample is not None
+    assert sample.notes == ("shunt alarm: low voltage",)
 
 
 def test_a_block_with_an_unreadable_current_is_dropped() -> None:
@@ -128,4 +130,5 @@ def test_any_split_of_the_stream_gives_the_same_blocks(current: int, voltage: in
     got = []
     for i in range(0, len(data), cut):
         got.extend(parts.feed(data[i:i + cut]))
-    assert got == expected and len(got) == 2
+    assert got == expected
+    assert len(got) == 2

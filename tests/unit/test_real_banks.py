@@ -45,7 +45,8 @@ def test_a_16_cell_280ah_pack_is_a_valid_48v_bank() -> None:
     assert status.bank is not None
     assert (status.bank.model, status.bank.capacity_ah, status.bank.series) == (
         "EVE LF280K 16S", 280.0, 1)
-    assert status.outputs.load and status.outputs.charger
+    assert status.outputs.load
+    assert status.outputs.charger
     assert (status.bank.min_cell_voltage, status.bank.max_cell_voltage) == (3.30, 3.32)
 
 
@@ -53,7 +54,8 @@ def test_a_15_cell_pack_is_not_a_system_voltage_e_b05() -> None:
     odd = BatteryModel("15S", 48.0, 100.0, 15)
     status = Driver(soc=50.0).step(pack(model=odd))
     assert Code.E_B05 in status.errors
-    assert not status.outputs.load and not status.outputs.charger
+    assert not status.outputs.load
+    assert not status.outputs.charger
 
 
 def test_a_pack_without_any_cell_figure_is_e_b05() -> None:
@@ -69,19 +71,23 @@ def test_lowest_cell_of_the_extremes_raises_pre_alarm_then_floats_load_30_s_late
     driver = Driver(soc=50.0)
     driver.step(pack())
     status = driver.step(pack(low=2.79))
-    assert status.outputs.prealarm and status.outputs.load
+    assert status.outputs.prealarm
+    assert status.outputs.load
     run(driver, pack(low=2.79), 29.0)
     assert driver.bms.status.outputs.load
     status = driver.step(pack(low=2.79))
-    assert not status.outputs.load and Code.A_B01 in status.alarms
+    assert not status.outputs.load
+    assert Code.A_B01 in status.alarms
 
 
 def test_the_cold_rule_uses_the_coldest_sensor_and_the_hot_rule_the_warmest() -> None:
     driver = Driver(soc=50.0)
     status = driver.step(pack(cold=4.0, warm=20.0))
-    assert status.charge_reason is Reason.COLD and not status.outputs.charger
+    assert status.charge_reason is Reason.COLD
+    assert not status.outputs.charger
     status = driver.step(pack(cold=20.0, warm=51.0))
-    assert status.charge_reason is Reason.HOT and Code.A_B09 in status.alarms
+    assert status.charge_reason is Reason.HOT
+    assert Code.A_B09 in status.alarms
     assert status.bank is not None
     assert (status.bank.min_temperature, status.bank.max_temperature) == (20.0, 51.0)
     assert status.bank.battery_list[0].min_temperature == 20.0
@@ -98,11 +104,13 @@ def test_a_battery_that_disappears_from_a_parallel_bank_raises_the_comms_codes()
     run(driver, half, 15.0)
     status = driver.bms.status
     assert Code.A_B05 in status.alarms
-    assert not status.outputs.load and not status.outputs.charger
+    assert not status.outputs.load
+    assert not status.outputs.charger
     assert status.errors == ()  # not a configuration error: a battery went silent
     assert driver.bms.missing_batteries == frozenset({"HQ0001"})
     run(driver, full, 1.0)
-    assert driver.bms.status.alarms == () and driver.bms.status.outputs.load
+    assert driver.bms.status.alarms == ()
+    assert driver.bms.status.outputs.load
 
 
 def test_soc_counts_against_the_remembered_capacity_while_a_battery_is_missing() -> None:
@@ -141,8 +149,10 @@ def test_a_deliberate_bank_change_is_confirmed_by_command_not_guessed() -> None:
     assert "forgotten: HQ0001" in message
     run(driver, half, 1.0)
     status = driver.bms.status
-    assert status.alarms == () and status.outputs.load
-    assert status.bank is not None and status.bank.capacity_ah == 100.0
+    assert status.alarms == ()
+    assert status.outputs.load
+    assert status.bank is not None
+    assert status.bank.capacity_ah == 100.0
     saved = Bms(saved=driver.bms.snapshot())
     assert saved.known_batteries == frozenset({"HQ0000"})
 
@@ -171,7 +181,8 @@ def test_comms_delays_are_what_the_source_configures(warning: float, alarm: floa
     run(driver, None, alarm - warning - 1.0)
     assert driver.bms.status.outputs.load
     run(driver, None, 1.0)
-    assert Code.A_B05 in driver.bms.status.alarms and not driver.bms.status.outputs.load
+    assert Code.A_B05 in driver.bms.status.alarms
+    assert not driver.bms.status.outputs.load
 
 
 def test_the_sources_own_alarms_are_shown_in_the_status_not_obeyed() -> None:
@@ -180,4 +191,5 @@ def test_the_sources_own_alarms_are_shown_in_the_status_not_obeyed() -> None:
                      ("alarm: battery low voltage",))
     status = Driver(soc=50.0).step(noted)
     assert status.source_notes == ("alarm: battery low voltage",)
-    assert status.outputs.load and status.outputs.charger
+    assert status.outputs.load
+    assert status.outputs.charger
