@@ -102,6 +102,7 @@ class _Seen:
     mode: bool | None = None
     remote: bool | None = None
     notify_status: str = ""
+    source_notes: tuple[str, ...] = ()
     status_logged_at: float | None = None
 
 
@@ -210,6 +211,12 @@ class Daemon:
             if seen.synchronised is not None or status.soc_synchronised:
                 log.info("soc_state", synchronised=status.soc_synchronised, soc=_soc(status.soc))
             seen.synchronised = status.soc_synchronised
+        if status.source_notes != seen.source_notes:
+            if status.source_notes:  # the battery's own alarms: shown, never obeyed
+                log.warning("source_notes", notes=list(status.source_notes))
+            else:
+                log.info("source_notes_cleared")
+            seen.source_notes = status.source_notes
         if status.mode != seen.mode:
             log.info("mode", mode="on" if status.mode else "off")
             seen.mode = status.mode

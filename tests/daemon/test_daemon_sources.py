@@ -4,6 +4,9 @@ boundary) and a VE.Direct shunt on a pseudo-terminal."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +43,14 @@ class Bms:
 
     def __init__(self, link: PtyLink) -> None:
         self.values = dict(HEALTHY)
+        self.raw: dict[int, bytes] = {}  # flag frames, sent with each burst
         self.bus = SlcanBms(link.b.path)
-        self.sender = Sender(lambda: self.bus.send(self.values))
+        self.sender = Sender(self.burst)
+
+    def burst(self) -> None:
+        self.bus.send(self.values)
+        for frame, data in list(self.raw.items()):
+            self.bus.send_raw(frame, data)
 
     def stop(self) -> None:
         self.sender.stop()
@@ -61,6 +70,10 @@ def test_can_bms_pre_alarm_under_voltage_then_silence_w_b05_a_b05(
         bms.values["min_cell_voltage"] = 2.79
         entry = daemon.wait_log("outputs", load="high", prealarm="high")
         assert entry["discharge_reason"] == "cell pre-alarm"
+        bms.raw[0x359] = bytes([0x04, 0, 0, 0, 1, 0x50, 0x4E])  # the BMS's own alarm
+        entry = daemon.wait_log("source_notes")
+        assert entry["notes"] == ["protection: cell or module under-voltage"]
+        assert daemon.outputs()["load"] is True  # shown, not obeyed
         bms.values["min_cell_voltage"] = 2.55  # in danger: LOAD floats at once
         daemon.wait_log("outputs", load="floating", prealarm="high")
         daemon.wait_log("code_raised", code="A-B01")
@@ -141,3 +154,51 @@ def test_combined_can_cells_and_vedirect_current_shunt_garbage_and_silence(
     drops = [e for e in daemon.log if e.get("event") == "source_input_dropped"]
     assert len(drops) == len({e["reason"] for e in drops})  # once per kind, then counted
     assert daemon.terminate() == 0
+
+
+def test_source_check_shows_what_the_bms_would_see(tmp_path: Path) -> None:
+    link = PtyLink(tmp_path / "ttyCAN", tmp_path / "ttyBMS")
+    bms = Bms(link)
+    bms.values["min_cell_voltage"] = 3.101
+    shunt = Port(tmp_path / "ttyShunt")
+    good = vedirect_block([("V", "53010"), ("I", "-48200"), ("SOC", "790"), ("Alarm", "ON"),
+                           ("AR", "1")])
+    sender = Sender(lambda: shunt.write(good + good[:-1] + b"\x00"))  # one good, one bad
+    feeds = (
+        '[source]\ntype = "combined"\ncells = "bms"\ncurrent = "shunt"\n'
+        + can_table(link.a.path, "source.bms")
+        + f'[source.shunt]\ntype = "vedirect"\ndevice = "{shunt.path}"\n'
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bms_daemon.cli", "source-check", "-c",
+             str(config(tmp_path, feeds)), "--seconds", "4", "--json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    finally:
+        sender.stop()
+        bms.stop()
+        shunt.unplug()
+        link.unplug()
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    readings = last["readings"]
+    assert readings["bank_current"] == -48.2  # from the shunt, not the BMS's -12 A
+    assert readings["batteries"][0]["lowest_cell"] == 3.101
+    assert "shunt alarm: low voltage" in readings["notes"]
+    assert last["feeds"]["shunt"]["dropped"]["bad checksum"] >= 1
+    assert "373" in last["feeds"]["bms"]["can_frames"]
+    assert not (tmp_path / "state").exists()  # no state touched, no output driven
+
+
+def test_source_check_of_a_bms_that_is_not_there_exits_1(tmp_path: Path) -> None:
+    source = can_table(tmp_path / "no-such-adapter")
+    done = subprocess.run(
+        [sys.executable, "-m", "bms_daemon.cli", "source-check", "-c",
+         str(config(tmp_path, source)), "--seconds", "2"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 1
+    assert "NOT CONNECTED" in done.stdout
+    assert "NO FRESH READINGS" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
