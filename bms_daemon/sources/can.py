@@ -316,7 +316,9 @@ class CanFeed(Feed):
             if problem is not None:
                 self.drop(problem, f"0x{frame:X} {bytes(data).hex(' ')}")
                 return
-            sample = self.decoder.sample(self.battery)
+            # a new sample with each frame a sample needs; the others (limits, flags, name)
+            # join the next one, at most a BMS period later
+            sample = self.decoder.sample(self.battery) if frame in NEEDED else None
         if sample is not None:
             self.publish(sample)
         else:
