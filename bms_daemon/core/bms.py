@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bms_daemon.core.balancer import Balancer
-from bms_daemon.core.bank import Topology, detect_topology, voltage_error
+from bms_daemon.core.bank import Topology, TopologyDetector, voltage_error
 from bms_daemon.core.errors import SnapshotError
 from bms_daemon.core.history import HistoryTracker
 from bms_daemon.core.leds import leds
@@ -51,8 +51,8 @@ from bms_daemon.core.soc import SocCounter, SocSource, zero_band
 from bms_daemon.core.types import (
     BalancerState,
     BankStatus,
+    BatteryList,
     BatteryReading,
-    BatteryStatus,
     Code,
     History,
     Inputs,
@@ -124,11 +124,11 @@ class Bms:
         if saved is not None:
             self._restore(saved)
         self._comms_warning_s = comms_warning_s
-        self._protection.comms_warning_s = comms_warning_s
-        self._protection.comms_alarm_s = comms_alarm_s
+        self.set_comms_delays(comms_warning_s, comms_alarm_s)
         self._present: frozenset[str] = frozenset()  # serials of the last readings
         self._last_sample: float | None = None  # last readings, complete or not (SOC gap)
         self._topology: Topology | None = None
+        self._detector = TopologyDetector()
         self._capacity_ah = self._known_capacity_ah  # of the last valid bank; SOC keeps
         # counting through an error and through a missing battery
         self._first_now: float | None = None
@@ -277,6 +277,13 @@ class Bms:
             self._known = present
             self._known_capacity_ah = topology.capacity_ah
 
+    def set_comms_delays(self, warning_s: float, alarm_s: float) -> None:
+        """The comms-loss delays (seconds without fresh data before W-B05, A-B05): the battery
+        source's configuration, not a setting (docs/sources.md)."""
+        self._comms_warning_s = warning_s
+        self._protection.comms_warning_s = warning_s
+        self._protection.comms_alarm_s = alarm_s
+
     @property
     def known_batteries(self) -> frozenset[str]:
         """Serials of the remembered bank (empty before the first valid bank)."""
@@ -307,13 +314,14 @@ class Bms:
         voltage = readings.bank_voltage
         remembered = self._topology
         if complete or remembered is None:
-            topology = detect_topology(batteries, voltage)
+            topology = self._detector.detect(batteries, voltage)
             self._topology = topology
             if topology.error is None and complete:
                 self._capacity_ah = topology.capacity_ah
                 self._remember(topology)
         else:
             topology = remembered
+        serials = self._present  # of these readings (see _complete)
         valid = topology.error is None
         capacity = self._capacity_ah
         current = zero_band(readings.bank_current)
@@ -336,7 +344,7 @@ class Bms:
                 detection_s=settings.charge_detection_time * 60.0,
             ):
                 self._history.synchronised()
-                self._balancer.full_charge(frozenset(b.serial for b in batteries))
+                self._balancer.full_charge(serials)
             soc.check_rest(current, gap, voltage / topology.cells_in_series)
         value = soc.value()
         if value is not None:
@@ -375,7 +383,7 @@ class Bms:
         )
         balancer = self._balancer.state(
             soc.known,
-            frozenset(b.serial for b in batteries),
+            serials,
             current > 0.0,
             voltage >= charged_voltage,
             max_cell - min_cell,
@@ -405,24 +413,7 @@ class Bms:
             min_temperature=m.min_temperature,
             max_temperature=m.max_temperature,
             balancer=balancer,
-            battery_list=tuple(
-                [
-                    BatteryStatus(
-                        b.serial,
-                        b.model,
-                        capacity,
-                        b.firmware,
-                        b.voltage,
-                        b.current,
-                        b.temperature,
-                        b.cell_voltages,
-                        b.min_temperature,
-                        b.min_cell_voltage,
-                        b.max_cell_voltage,
-                    )
-                    for b in batteries
-                ]
-            ),
+            battery_list=BatteryList(tuple(batteries), capacity),
         )
 
     def _charged_voltage(self, cells_in_series: int) -> float:
