@@ -55,8 +55,8 @@ from bms_daemon.core.types import Inputs, Outputs, Readings, Status
 from bms_daemon.gpio import GpioError, GpioPort, open_port
 from bms_daemon.gpio.driver import OutputDriver, next_blink_edge
 from bms_daemon.persistence import Persister
-from bms_daemon.state.layout import DocumentStore, Restored, SettingsFile, counters_of, restore
 from bms_daemon.sources import comms_delays as source_comms_delays
+from bms_daemon.state.layout import DocumentStore, Restored, SettingsFile, counters_of, restore
 from bms_daemon.store import FileStore, Store
 
 log = structlog.get_logger("smallbms.daemon")

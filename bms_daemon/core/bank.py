@@ -185,7 +185,7 @@ def _shape(batteries: Sequence[BatteryReading]) -> tuple[object, ...]:
     shape: tuple[object, ...] = (
         *[b.model for b in batteries], *[len(b.cell_voltages) for b in batteries]
     )
-    if not all([b.cell_voltages for b in batteries]):
+    if not all(b.cell_voltages for b in batteries):
         shape += (*[b.min_cell_voltage is None or b.max_cell_voltage is None
                     for b in batteries],)
     if batteries and batteries[0].description is not None:
