@@ -304,6 +304,8 @@ class Status:
     errors: tuple[Code, ...] = ()
     bank: BankStatus | None = None
     temperature: float | None = None  # the battery temperature shown (max of the bank), °C
+    # stored settings the detected bank makes invalid, each saying what is used instead
+    setting_problems: tuple[str, ...] = ()
     source_notes: tuple[str, ...] = ()  # the battery source's own alarms/requests (shown only)
 
     @property
