@@ -397,7 +397,7 @@ def check_mqtt(config: Config) -> str | None:
 
 def source_message(message: str) -> str:
     """Name the [source] table once, whether or not the source's message already does."""
-    return message if message.startswith("[source]") else f"[source] {message}"
+    return message if message.startswith(("[source]", "[source.")) else f"[source] {message}"
 
 
 # --- `smallbms check-config` ------------------------------------------------------------------
