@@ -121,7 +121,7 @@ def history(counters: History) -> dict[str, Any]:
     }
 
 
-def settings(values: Settings, series: int) -> dict[str, Any]:
+def settings(values: Settings, series: int) -> dict[str, Any]:  # series: cells in series
     """The settings in force, the PIN left out; ``charged_voltage_in_force`` resolves the
     default (3.50 V per cell in series) once the bank is known."""
     result = {k: v for k, v in values.as_dict().items() if k not in SECRET_SETTINGS}
@@ -131,9 +131,17 @@ def settings(values: Settings, series: int) -> dict[str, Any]:
     return result
 
 
+def cells_in_series(status: Status) -> int:
+    """Cells in series of the valid bank detected (0 while unknown or invalid)."""
+    bank = status.bank
+    if bank is None or bank.model is None or bank.parallel <= 0:
+        return 0
+    return bank.cells // bank.parallel
+
+
 def for_status(status: Status, counters: History, values: Settings) -> dict[str, dict[str, Any]]:
     """Every state topic's payload (topic name -> JSON object)."""
-    series = status.bank.series if status.bank and status.bank.model else 0
+    series = cells_in_series(status)
     return {
         topics.STATE: state(status),
         topics.OUTPUTS: outputs(status),

@@ -254,7 +254,7 @@ class MqttService:
         shape = tuple(len(b.cell_voltages) for b in bank.battery_list) if bank else ()
         grown = tuple(max(a, b) for a, b in zip(shape, self._shape, strict=False))
         grown += shape[len(grown):] + self._shape[len(grown):]
-        series = bank.series if bank and bank.model else 0
+        series = payloads.cells_in_series(status)
         if grown != self._shape or (series and series != self._series):
             self._shape, self._series = grown, series or self._series
             self._discovery_due = bool(self.topics.discovery_prefix)

@@ -262,3 +262,18 @@ class Spy:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def mqtt_table(broker: Mosquitto, **keys: object) -> str:
+    """A ``[mqtt]`` table for the daemon under test (TOML)."""
+    values: dict[str, object] = {"enabled": True, "host": "127.0.0.1", "port": broker.port,
+                                 "base_topic": BASE, "interval_s": 1.0, **keys}
+    lines = ["[mqtt]"]
+    for key, value in values.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f'{key} = "{value}"')
+    return "\n".join(lines) + "\n"
