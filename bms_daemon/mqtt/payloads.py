@@ -8,6 +8,7 @@ Pure functions, no I/O.  Figures are rounded to what the sensors resolve (10 mV,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from bms_daemon.core.codes import ADVICE, TITLES
@@ -141,15 +142,26 @@ def cells_in_series(status: Status) -> int:
 
 def for_status(status: Status, counters: History, values: Settings) -> dict[str, dict[str, Any]]:
     """Every state topic's payload (topic name -> JSON object)."""
-    series = cells_in_series(status)
-    return {
-        topics.STATE: state(status),
-        topics.OUTPUTS: outputs(status),
-        topics.CODES: codes(status),
-        topics.CELLS: cells(status),
-        topics.HISTORY: history(counters),
-        topics.SETTINGS: settings(values, series),
-    }
+    return {name: render(name, status, lambda: counters, lambda: values)
+            for name in topics.STATE_TOPICS}
+
+
+def render(name: str, status: Status, counters: Callable[[], History],
+           values: Callable[[], Settings]) -> dict[str, Any]:
+    """One state topic's payload; the history and settings are fetched only when needed."""
+    if name == topics.STATE:
+        return state(status)
+    if name == topics.OUTPUTS:
+        return outputs(status)
+    if name == topics.CODES:
+        return codes(status)
+    if name == topics.CELLS:
+        return cells(status)
+    if name == topics.HISTORY:
+        return history(counters())
+    if name == topics.SETTINGS:
+        return settings(values(), cells_in_series(status))
+    raise ValueError(f"not a state topic: {name!r}")
 
 
 def encode(payload: object) -> bytes:

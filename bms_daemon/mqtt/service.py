@@ -246,7 +246,7 @@ class MqttService:
 
     # --- what is published -------------------------------------------------------------------
     def _render(self, now: float) -> None:
-        """Offer every state topic's newest payload to the throttle; queue what may go."""
+        """Offer each state topic that may speak its newest payload; queue what changed."""
         status = self._latest
         if status is None:
             return
@@ -258,9 +258,11 @@ class MqttService:
         if grown != self._shape or (series and series != self._series):
             self._shape, self._series = grown, series or self._series
             self._discovery_due = bool(self.topics.discovery_prefix)
-        documents = payloads.for_status(status, self.device.history(), self.device.settings())
-        for name, document in documents.items():
+        for name in t.STATE_TOPICS:
             topic = self.topics(name)
+            if not self.throttle.due(topic, now):  # not even rendered before it may go
+                continue
+            document = payloads.render(name, status, self.device.history, self.device.settings)
             payload = payloads.encode(document)
             if self.throttle.offer(topic, payload, now):
                 self.outbox.put(Message(topic, payload))

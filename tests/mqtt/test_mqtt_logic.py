@@ -150,6 +150,10 @@ def test_throttle_holds_changes_until_the_interval_is_over() -> None:
     assert throttle.offer("outputs", b"off", 15.1)  # no interval: at once
     throttle.forget()
     assert throttle.offer("state", b"4", 15.2)  # after a reconnection: everything again
+    assert not throttle.due("state", 16.0)  # not even rendered before 20.2 ...
+    assert throttle.next_due(16.0) == pytest.approx(4.2)  # ... but woken up then
+    assert throttle.due("state", 20.2)
+    assert throttle.due("outputs", 16.0)
 
 
 def test_token_bucket_refuses_a_flood_and_recovers() -> None:
