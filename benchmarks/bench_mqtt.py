@@ -96,8 +96,10 @@ async def latency(port: int) -> list[float]:
         await asyncio.to_thread(arrivals.get, True, 30.0)  # connected: the first outputs
         for i in range(SAMPLES * 2 + 40):
             t += 1.0 / RATE_HZ
-            mode = i < 40 or i % 2 == 0  # 40 steps to settle, then toggle every step
+            mode = i < 40 or i % 2 == 1  # 40 steps to settle, then toggle every step
             controller.set_setting("mode", mode)
+            while not arrivals.empty():  # only what this step causes is timed
+                arrivals.get_nowait()
             started = time.monotonic()
             controller.step(bank.read(t), Inputs(), t)
             if i >= 40:

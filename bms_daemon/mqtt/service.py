@@ -196,8 +196,8 @@ class MqttService:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receiver
-        if receiver.done() and not receiver.cancelled() and receiver.exception() is not None:
-            raise receiver.exception()  # type: ignore[misc]
+        if receiver.done() and not receiver.cancelled():
+            raise receiver.exception() or aiomqtt.MqttError("the broker ended the connection")
 
     async def _send(self, client: aiomqtt.Client, receiver: asyncio.Task[None]) -> None:
         while not self._stop.is_set():

@@ -274,3 +274,17 @@ def test_identity_is_drawn_once_without_bluetooth(tmp_path: Path) -> None:
     assert first.startswith("SB")
     assert len(first) == 12
     assert device_serial(FileStore(tmp_path)) == first
+
+
+def test_daemon_runs_without_mqtt_when_the_extra_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bms_daemon import daemon as daemon_module  # noqa: PLC0415
+    from bms_daemon.mqtt import config as mqtt_config  # noqa: PLC0415
+
+    config = parse(f'[bms]\nstate_directory = "{tmp_path}"\n[ble]\nenabled = false\n'
+                   "[mqtt]\nenabled = true\n", "x")
+    monkeypatch.setattr(mqtt_config, "available", lambda: False)
+    assert daemon_module.build(config, tmp_path).mqtt is None
+    monkeypatch.setattr(mqtt_config, "available", lambda: True)
+    assert daemon_module.build(config, tmp_path).mqtt is not None
