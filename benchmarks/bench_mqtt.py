@@ -9,11 +9,12 @@
    (topic + payload, and with MQTT 5 framing and the PUBACK) counted as they leave the outbox.
    Discovery is counted apart: it is sent once per connection and per Home Assistant start.
 3. **CPU**: ``smallbms run`` (simulated bank, BLE off) for BENCH_DURATION_S seconds (default 30)
-   with MQTT off, then on against the local broker; percent of one core after READY=1.
+   with MQTT off, then on against the local broker; percent of one core in the steady state
+   (from 5 s after READY=1: the connection and discovery are a one-off).
 
 Needs ``mosquitto`` (apt-get install mosquitto).
 
-    .venv/bin/python benchmarks/bench_mqtt.py
+    .venv/bin/python benchmarks/bench_mqtt.py [latency] [traffic] [cpu]   (default: all three)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from bms_daemon.sources.simulated import SimulatedBank
 
 DURATION_S = float(os.environ.get("BENCH_DURATION_S", "30"))
 SAMPLES = 50
+SETTLE_S = 5.0
 RATE_HZ = 2.0
 MQTT5_OVERHEAD = 2 + 2 + 2 + 1 + 4  # fixed header, topic length, packet id, properties; PUBACK
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -171,6 +173,7 @@ def daemon_cpu(directory: Path, port: int | None) -> float:
     try:
         while b"READY=1" not in notify.recv(4096):
             pass
+        time.sleep(SETTLE_S)  # connection and discovery are a one-off: steady state only
         start_cpu, start = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(DURATION_S)
         used = cpu_seconds(proc.pid) - start_cpu
@@ -183,34 +186,43 @@ def daemon_cpu(directory: Path, port: int | None) -> float:
 
 
 def main() -> int:
+    parts = set(sys.argv[1:]) or {"latency", "traffic", "cpu"}
     if not Path(MOSQUITTO).exists():
         print("mosquitto is not installed: apt-get install mosquitto", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         broker, port = start_broker(Path(tmp))
         try:
-            samples = asyncio.run(latency(port))
-            ms = sorted(s * 1000 for s in samples)
-            p95 = ms[int(0.95 * (len(ms) - 1))]
-            print(f"status change -> broker -> subscriber ({len(ms)} changes, local broker): "
-                  f"p50 {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms")
-
-            messages, payload, wire, per_topic, configs, discovery_bytes = traffic_per_day()
-            detail = ", ".join(f"{k} {v}" for k, v in sorted(per_topic.items()))
-            print(f"traffic per day at the defaults (simulated day, 2 Hz loop, interval_s 5): "
-                  f"{messages} messages, {payload / 1e6:.2f} MB topic+payload, "
-                  f"{wire / 1e6:.2f} MB with MQTT framing ({detail})")
-            print(f"discovery, once per connection / Home Assistant start: {configs} configs, "
-                  f"{discovery_bytes / 1e3:.0f} kB")
-
-            off = daemon_cpu(Path(tmp), None)
-            on = daemon_cpu(Path(tmp), port)
-            print(f"daemon CPU over {DURATION_S:.0f} s (simulated bank, BLE off): MQTT off "
-                  f"{off:.2f} %, MQTT on {on:.2f} % of one core")
+            if "latency" in parts:
+                print_latency(asyncio.run(latency(port)))
+            if "traffic" in parts:
+                print_traffic()
+            if "cpu" in parts:
+                off = daemon_cpu(Path(tmp), None)
+                on = daemon_cpu(Path(tmp), port)
+                print(f"daemon CPU, steady state over {DURATION_S:.0f} s (simulated bank, BLE "
+                      f"off): MQTT off {off:.2f} %, MQTT on {on:.2f} % of one core")
         finally:
             broker.kill()
             broker.wait()
     return 0
+
+
+def print_latency(samples: list[float]) -> None:
+    ms = sorted(s * 1000 for s in samples)
+    p95 = ms[int(0.95 * (len(ms) - 1))]
+    print(f"status change -> broker -> subscriber ({len(ms)} changes, local broker): "
+          f"p50 {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms")
+
+
+def print_traffic() -> None:
+    messages, payload, wire, per_topic, configs, discovery_bytes = traffic_per_day()
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(per_topic.items()))
+    print(f"traffic per day at the defaults (simulated day, 2 Hz loop, interval_s 5): "
+          f"{messages} messages, {payload / 1e6:.2f} MB topic+payload, "
+          f"{wire / 1e6:.2f} MB with MQTT framing ({detail})")
+    print(f"discovery, once per connection / Home Assistant start: {configs} configs, "
+          f"{discovery_bytes / 1e3:.0f} kB")
 
 
 if __name__ == "__main__":

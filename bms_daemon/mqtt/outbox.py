@@ -93,6 +93,7 @@ class Throttle:
         last = self._sent.get(topic)
         interval = self.intervals.get(topic, 0.0)
         if last is None or now - last[1] >= interval:
+            self._held.pop(topic, None)  # rendered now: no wake-up owed for it
             return True
         self._held[topic] = last[1] + interval
         return False

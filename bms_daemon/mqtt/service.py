@@ -94,6 +94,7 @@ class MqttService:
         self._shape: tuple[int, ...] = ()
         self._series = 0
         self._problem: str | None = None
+        self._sent: dict[str, dict[str, Any]] = {}  # topic -> the document last queued
 
     # --- the control loop's side: O(1), never blocks --------------------------------------------
     def on_status(self, status: Status) -> None:
@@ -186,7 +187,7 @@ class MqttService:
             options = SubscribeOptions(qos=QOS, retainAsPublished=True)
             for pattern in topics.subscriptions:
                 await client.subscribe(pattern, options=options)
-        self.throttle.forget()  # the broker may have lost its retained messages: send all
+        self._forget()  # the broker may have lost its retained messages: send all
         self._discovery_due = bool(topics.discovery_prefix)
         self.outbox.put(Message(topics.availability, t.ONLINE.encode()))
         receiver = asyncio.create_task(self._receive(client), name="mqtt-receive")
@@ -233,7 +234,7 @@ class MqttService:
             if payload.strip() == t.ONLINE.encode():
                 log.info("mqtt_home_assistant_online", action="sending discovery again")
                 self._discovery_due = True
-                self.throttle.forget()
+                self._forget()
                 self._wake.set()
             return
         if not self.config.allow_control:
@@ -245,6 +246,11 @@ class MqttService:
             self._wake.set()
 
     # --- what is published -------------------------------------------------------------------
+    def _forget(self) -> None:
+        """Everything counts as never sent: the next render publishes every state topic."""
+        self.throttle.forget()
+        self._sent.clear()
+
     def _render(self, now: float) -> None:
         """Offer each state topic that may speak its newest payload; queue what changed."""
         status = self._latest
@@ -263,8 +269,11 @@ class MqttService:
             if not self.throttle.due(topic, now):  # not even rendered before it may go
                 continue
             document = payloads.render(name, status, self.device.history, self.device.settings)
+            if document == self._sent.get(topic):  # unchanged: not even encoded
+                continue
             payload = payloads.encode(document)
             if self.throttle.offer(topic, payload, now):
+                self._sent[topic] = document
                 self.outbox.put(Message(topic, payload))
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:

@@ -153,6 +153,7 @@ def test_throttle_holds_changes_until_the_interval_is_over() -> None:
     assert not throttle.due("state", 16.0)  # not even rendered before 20.2 ...
     assert throttle.next_due(16.0) == pytest.approx(4.2)  # ... but woken up then
     assert throttle.due("state", 20.2)
+    assert throttle.next_due(20.2) is None  # rendered: nothing owed (no busy wake-ups)
     assert throttle.due("outputs", 16.0)
 
 
