@@ -90,7 +90,7 @@ class MqttService:
         self._latest: Status | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._discovery_due = False
+        self._discovery_due = ""  # why discovery is to be sent again ("" = it is not)
         self._shape: tuple[int, ...] = ()
         self._series = 0
         self._problem: str | None = None
@@ -188,7 +188,7 @@ class MqttService:
             for pattern in topics.subscriptions:
                 await client.subscribe(pattern, options=options)
         self._forget()  # the broker may have lost its retained messages: send all
-        self._discovery_due = bool(topics.discovery_prefix)
+        self._discovery_due = "connected" if topics.discovery_prefix else ""
         self.outbox.put(Message(topics.availability, t.ONLINE.encode()))
         receiver = asyncio.create_task(self._receive(client), name="mqtt-receive")
         try:
@@ -207,8 +207,8 @@ class MqttService:
                 return
             self._render(self.clock())
             if self._discovery_due:
-                self._discovery_due = False
-                await self._publish_discovery(client)
+                why, self._discovery_due = self._discovery_due, ""
+                await self._publish_discovery(client, why)
             while (message := self.outbox.pop()) is not None:
                 try:
                     await client.publish(message.topic, message.payload, qos=message.qos,
@@ -233,7 +233,7 @@ class MqttService:
         if self.topics.discovery_prefix and topic == self.topics.birth:
             if payload.strip() == t.ONLINE.encode():
                 log.info("mqtt_home_assistant_online", action="sending discovery again")
-                self._discovery_due = True
+                self._discovery_due = "home_assistant_online"
                 self._forget()
                 self._wake.set()
             return
@@ -263,7 +263,8 @@ class MqttService:
         series = payloads.cells_in_series(status)
         if grown != self._shape or (series and series != self._series):
             self._shape, self._series = grown, series or self._series
-            self._discovery_due = bool(self.topics.discovery_prefix)
+            if self.topics.discovery_prefix:
+                self._discovery_due = self._discovery_due or "bank_grew"
         for name in t.STATE_TOPICS:
             topic = self.topics(name)
             if not self.throttle.due(topic, now):  # not even rendered before it may go
@@ -276,14 +277,15 @@ class MqttService:
                 self._sent[topic] = document
                 self.outbox.put(Message(topic, payload))
 
-    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+    async def _publish_discovery(self, client: aiomqtt.Client, why: str) -> None:
         configs = discovery.configs(self.topics, self.device_info, self._shape,
                                     self.config.allow_control, self._series)
         for topic, config in configs.items():
             payload = b"" if config is None else payloads.encode(config)
             await client.publish(topic, payload, qos=QOS, retain=True)
             self.published += 1
-        log.info("mqtt_discovery_published", entities=sum(c is not None for c in configs.values()),
+        log.info("mqtt_discovery_published", why=why,
+                 entities=sum(c is not None for c in configs.values()),
                  prefix=self.topics.discovery_prefix, device=self.device_info.name)
 
 
