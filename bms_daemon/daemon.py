@@ -51,7 +51,7 @@ from bms_daemon.controller import BmsCore, Controller
 from bms_daemon.core.types import Inputs, Outputs, Readings, Status
 from bms_daemon.gpio import GpioError, GpioPort, open_port
 from bms_daemon.gpio.driver import OutputDriver, next_blink_edge
-from bms_daemon.persistence import Persister
+from bms_daemon.persistence import SAVE_INTERVAL_S, Persister
 from bms_daemon.state.layout import DocumentStore, Restored, SettingsFile, counters_of, restore
 from bms_daemon.state.lock import StateDirectoryBusyError, StateLock
 from bms_daemon.store import FileStore, Store
@@ -114,7 +114,7 @@ class Daemon:
         driver: OutputDriver,
         store: Store,
         rate_hz: float = 2.0,
-        save_interval_s: float = 60.0,
+        save_interval_s: float = SAVE_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         ble: Callable[[Controller], AsyncIterator[None]] | None = None,
     ) -> None:
