@@ -31,6 +31,8 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "bms_daemon.daemon", "run the BMS daemon (defaults: simulated bank, in-memory GPIO)"),
     ("simulate", "bms_daemon.simulate", "run a scenario file faster than real time"),
     ("check-config", "bms_daemon.config", "validate a configuration file and print the result"),
+    ("source-check", "bms_daemon.sources.check",
+     "connect to the configured battery source and show live what the BMS would see"),
     ("key", "bms_daemon.keycmd", "print the instant-readout key (hex) from the state directory"),
     ("virtual-bus", "gatt.virtual.cli", "start a private D-Bus with a virtual BlueZ"),
     ("float-outputs", "bms_daemon.floatcmd", "release every output of a stopped daemon"),

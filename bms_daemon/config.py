@@ -278,7 +278,7 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
 
     settings = dict(table["settings"])
     try:
-        Settings().with_values(settings)
+        Settings().with_values(settings).check_charged_voltage_fits_a_bank()
     except SettingError as exc:
         raise _ProblemError(f"[settings] {exc}") from None
 
@@ -397,7 +397,7 @@ def check_mqtt(config: Config) -> str | None:
 
 def source_message(message: str) -> str:
     """Name the [source] table once, whether or not the source's message already does."""
-    return message if message.startswith("[source]") else f"[source] {message}"
+    return message if message.startswith(("[source]", "[source.")) else f"[source] {message}"
 
 
 # --- `smallbms check-config` ------------------------------------------------------------------

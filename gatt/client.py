@@ -514,7 +514,7 @@ class SmallBmsClient:
         """Run a command by name; returns the device's confirmation.
 
         ``set_soc`` (0-100), ``synchronise``, ``mode`` (on/off), ``reset_history``,
-        ``factory_reset``, ``bluetooth_off``, ``change_pin`` (6 digits)."""
+        ``factory_reset``, ``bluetooth_off``, ``change_pin`` (6 digits), ``confirm_bank``."""
         name = _COMMAND_ALIASES.get(name, name)
         if name == "set_soc":
             soc = _number(argument, "set_soc needs the SOC in % (0-100), e.g. 80")
@@ -760,5 +760,6 @@ _PLAIN_COMMANDS: dict[str, int] = {
     "reset_history": codec.OP_RESET_HISTORY,
     "factory_reset": codec.OP_FACTORY_RESET,
     "bluetooth_off": codec.OP_BLUETOOTH_OFF,
+    "confirm_bank": codec.OP_CONFIRM_BANK,
 }
 _COMMAND_ALIASES = {"sync": "synchronise", "synchronize": "synchronise"}

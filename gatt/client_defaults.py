@@ -17,5 +17,5 @@ SCAN_TIMEOUT_DEFAULT = 5.0  # s to look for devices (`scan`, or finding --device
 CONNECT_TIMEOUT_DEFAULT = 10.0  # s for connecting and resolving services
 COMMANDS: tuple[str, ...] = (
     "set_soc", "synchronise", "mode", "reset_history", "factory_reset", "bluetooth_off",
-    "change_pin",
+    "change_pin", "confirm_bank",
 )
