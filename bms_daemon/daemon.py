@@ -10,6 +10,9 @@ Tasks, all in one asyncio loop:
 * **persistence**: saves run in a worker thread started by the loop (never awaited by it).
 * **BLE** (optional): ``gatt.service.BleService`` on the real BlueZ, or on a virtual BlueZ when
   none is on the system bus.  Any BLE failure is logged and retried; it never touches the loop.
+* **MQTT** (optional, ``[mqtt]``): ``bms_daemon.mqtt.service.MqttService``.  The loop only hands
+  it each new status (a reference and an event); connecting, publishing and commands run in its
+  own task, so a slow or absent broker never delays a tick.
 
 Start-up floats every output first, and the first outputs asserted are the core's first verdict;
 READY=1 goes to systemd once that verdict is on the pins.  SIGTERM/SIGINT/SIGHUP float the outputs
@@ -29,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 
@@ -45,11 +48,11 @@ from bms_daemon.config import (
 )
 from bms_daemon.config import load as load_config
 from bms_daemon.controller import BmsCore, Controller
-from bms_daemon.core.settings import SettingError
 from bms_daemon.core.types import Inputs, Outputs, Readings, Status
 from bms_daemon.gpio import GpioError, GpioPort, open_port
 from bms_daemon.gpio.driver import OutputDriver, next_blink_edge
-from bms_daemon.persistence import STATE_NAME, Persister
+from bms_daemon.persistence import Persister
+from bms_daemon.state.layout import DocumentStore, Restored, SettingsFile, counters_of, restore
 from bms_daemon.store import FileStore, Store
 
 log = structlog.get_logger("smallbms.daemon")
@@ -59,10 +62,21 @@ STATUS_LOG_INTERVAL_S = 600.0  # one "canonical" status line every 10 min (ours)
 BLE_RETRY_FIRST_S = 2.0  # BLE restarts after a failure: 2 s, doubling ...
 BLE_RETRY_MAX_S = 60.0  # ... up to once a minute
 BLE_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for the BLE side to let go
+MQTT_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for MQTT to publish "offline"
 SOURCE_ERROR = "source_failed"
 # Clean stop (float, save, exit 0) on these; SIGHUP too, so closing the terminal of a
 # foreground daemon does not kill it without floating the outputs first.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class MqttRunner(Protocol):
+    """bms_daemon.mqtt.service.MqttService, as the daemon drives it."""
+
+    def on_status(self, status: Status) -> None: ...
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Source(Protocol):
@@ -106,10 +120,14 @@ class Daemon:
         self.store = store
         self.period = 1.0 / rate_hz
         self.clock = clock
-        self.persister = Persister(store, bms.snapshot, interval_s=save_interval_s)
-        self.controller = Controller(bms, clock, on_change=self.persister.request)
+        self.persister = Persister(store, lambda: counters_of(bms.snapshot()),
+                                   interval_s=save_interval_s)
+        self.settings_file = SettingsFile(cast(DocumentStore, store))
+        self.controller = Controller(bms, clock, on_change=self.persister.request,
+                                     save_settings=self.settings_file.save)
         self.ble_runner = ble
         self.ble_service: Any = None  # set by the BLE runner: has .advertising / .connected
+        self.mqtt: MqttRunner | None = None  # set by build() when [mqtt] is enabled
         self.ready = asyncio.Event()
         self.ticks = 0
         self._seen = _Seen()
@@ -273,6 +291,7 @@ class Daemon:
         control = asyncio.create_task(self._control_loop(stop), name="control")
         leds = asyncio.create_task(self._led_loop(), name="leds")
         ble = asyncio.create_task(self._ble_loop(), name="ble")
+        mqtt = asyncio.create_task(self._mqtt_loop(), name="mqtt")
         stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
             await asyncio.wait({control, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -285,6 +304,7 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(control, leds, stopping, return_exceptions=True)
             await self._save_on_exit()
+            await self._stop_mqtt(mqtt)
             ble.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait({ble}, timeout=BLE_STOP_TIMEOUT_S)
@@ -292,6 +312,25 @@ class Daemon:
                 self.driver.port.close()
         if control.done() and not control.cancelled() and control.exception() is not None:
             raise control.exception()  # type: ignore[misc]
+
+    async def _mqtt_loop(self) -> None:
+        if self.mqtt is None:
+            return
+        unsubscribe = self.controller.subscribe(self.mqtt.on_status)
+        try:
+            await self.mqtt.run()
+        except Exception:  # a bug there must not stop the BMS: log it, run without MQTT
+            log.exception("mqtt_failed", action="running without MQTT; protection is not affected")
+        finally:
+            unsubscribe()
+
+    async def _stop_mqtt(self, task: asyncio.Task[None]) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait({task}, timeout=MQTT_STOP_TIMEOUT_S)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def _save_on_exit(self) -> None:
         try:
@@ -333,30 +372,17 @@ def status_line(status: Status, driven: Outputs) -> str:
 
 
 # --- building from a configuration -------------------------------------------------------------
-def load_bms(config: Config, store: FileStore) -> tuple[BmsCore, dict[str, Any] | None]:
-    """The core, restored from the state directory when its snapshot is usable.
+def load_bms(config: Config, store: FileStore) -> Restored:
+    """The core, restored from the state directory as far as each part can be trusted.
 
-    A missing or corrupt snapshot starts a fresh core from the seed settings (SOC unknown); a
-    corrupt one is kept aside by the store and logged.  ``[settings]`` seeds apply only then.
+    bms_daemon/state/layout.py decides what is kept: settings and PIN apart from the counters,
+    a bad part set aside on its own, a lost PIN state loud and never the factory PIN.
     """
-    from bms_daemon.core.bms import Bms  # noqa: PLC0415 (the core; imported when running)
-
-    saved = store.load(STATE_NAME)
-    if saved is not None:
-        try:
-            bms = Bms(saved=saved)
-        except (ValueError, TypeError, KeyError, SettingError) as exc:
-            store.set_aside(STATE_NAME, f"not a usable BMS snapshot ({exc})")
-        else:
-            log.info("state_restored", file=str(store.path(STATE_NAME)),
-                     soc=_soc(bms.status.soc))
-            if config.settings:
-                log.info("settings_seeds_ignored", seeds=sorted(config.settings),
-                         why="stored settings win after the first start")
-            return bms, saved
-    seeds = config.seed_settings()
-    log.info("state_fresh", soc="unknown", settings_seeded=sorted(config.settings))
-    return Bms(settings=seeds), None
+    restored = restore(store, config.settings)
+    if restored.counters is not None:
+        log.info("state_restored", file=str(store.path("bms")),
+                 soc=_soc(restored.bms.status.soc))
+    return restored
 
 
 def open_gpio(config: Config, state_directory: Path) -> OutputDriver:
@@ -384,24 +410,47 @@ def build(config: Config, state_directory: Path) -> Daemon:
     leftovers = store.remove_temporaries()
     if leftovers:
         log.info("removed_interrupted_saves", files=leftovers)
-    bms, saved = load_bms(config, store)
+    restored = load_bms(config, store)
     driver = open_gpio(config, state_directory)
     daemon = Daemon(
-        bms=bms,
+        bms=restored.bms,
         source=source,
         driver=driver,
         store=store,
         rate_hz=config.bms.rate_hz,
         save_interval_s=config.bms.save_interval_s,
     )
-    daemon.persister.mark_saved(saved)
+    daemon.persister.mark_saved(restored.counters)
+    daemon.settings_file.pin_lost = restored.pin_lost
+    if not restored.settings_on_disk and not restored.pin_lost:
+        # a first start or a migration: from now on a lost settings file is noticed (a failure
+        # is logged by the save, and the state directory problem was reported already)
+        with contextlib.suppress(OSError):
+            daemon.settings_file.save(restored.bms.settings)
     if config.ble.enabled:
-        daemon.ble_runner = _ble_runner(config, store, daemon)
+        daemon.ble_runner = _ble_runner(config, store, daemon, pin_lost=restored.pin_lost)
+    if config.mqtt.enabled:
+        daemon.mqtt = _mqtt_service(config, store, daemon.controller)
     return daemon
 
 
+def _mqtt_service(config: Config, store: Store, controller: Controller) -> MqttRunner | None:
+    """The MQTT task, or None (logged) when the client library is not installed."""
+    from bms_daemon.mqtt import config as mqtt_config  # noqa: PLC0415
+    from bms_daemon.mqtt.identity import device_serial  # noqa: PLC0415
+
+    if not mqtt_config.available():
+        log.error("mqtt_unavailable", problem="[mqtt] enabled = true but the MQTT client is "
+                  "not installed", fix=mqtt_config.INSTALL_HINT,
+                  action="running without MQTT; protection is not affected")
+        return None
+    from bms_daemon.mqtt.service import MqttService  # noqa: PLC0415 (lazy: aiomqtt, paho)
+
+    return MqttService(config.mqtt, controller, device_serial(store))
+
+
 def _ble_runner(
-    config: Config, store: Store, daemon: Daemon
+    config: Config, store: Store, daemon: Daemon, *, pin_lost: bool = False
 ) -> Callable[[Controller], AsyncIterator[None]]:
     async def run(controller: Controller) -> AsyncIterator[None]:
         try:
@@ -409,7 +458,8 @@ def _ble_runner(
         except ImportError as exc:
             raise BleUnavailableError(f"gatt.service is not available: {exc}") from exc
         async with ble_environment(config.ble):
-            service = service_module.BleService(device=controller, config=config.ble, store=store)
+            service = service_module.BleService(device=controller, config=config.ble, store=store,
+                                                pin_lost=pin_lost)
             daemon.ble_service = service
             yield None
             await service.run()
