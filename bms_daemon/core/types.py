@@ -12,8 +12,10 @@ without updating every user (the GATT codecs and the simulator's JSON output dep
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import overload
 
 
 class Code(StrEnum):
@@ -81,16 +83,60 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class BatteryModel:
+    """A battery model: a Lithium NG model of ``bank.MODELS`` or a DIY pack's description.
+
+    ``nominal_voltage`` is 3.2 V per LiFePO4 cell in series (12.8 V for 4 cells), so a DIY
+    pack of 16 cells is a 51.2 V battery and the manual's 12/24/48 V system rules apply to it.
+    """
+
+    name: str
+    nominal_voltage: float  # V
+    capacity_ah: float
+    cells: int  # cells in series inside the battery
+
+
+@dataclass(frozen=True, slots=True)
 class BatteryReading:
-    """What one Lithium NG battery reports over its BMS cable (SPEC §2, "per battery")."""
+    """What one battery reports (SPEC §2, "per battery"): a Lithium NG battery over its BMS
+    cable, or a DIY pack through its own BMS (CAN, Bluetooth).
+
+    A source never invents data.  ``cell_voltages`` is empty when the protocol gives only the
+    lowest and highest cell (``min_cell_voltage`` / ``max_cell_voltage``, then required);
+    ``temperature`` is the warmest sensor and ``min_temperature`` the coldest (None = one
+    sensor, the same figure).  ``description`` describes a battery that is not a Lithium NG
+    model (its ``model`` is then the description's name).
+    """
 
     serial: str
-    model: str  # a key of bms_daemon.core.bank.MODELS, e.g. "12.8V-100Ah"
+    model: str  # a key of bms_daemon.core.bank.MODELS, e.g. "12.8V-100Ah", or a DIY name
     firmware: str
     voltage: float  # battery terminal voltage, V
     current: float  # A through this battery, positive = charging
-    temperature: float  # °C (hottest/coldest sensor of the battery; one figure)
+    temperature: float  # °C, the warmest sensor of the battery (the hot rule uses it)
     cell_voltages: tuple[float, ...]
+    min_temperature: float | None = None  # °C, the coldest sensor (the cold rule); None = same
+    min_cell_voltage: float | None = None  # V, when the cells are not reported one by one
+    max_cell_voltage: float | None = None  # V, idem
+    description: BatteryModel | None = None  # a DIY pack (not one of bank.MODELS)
+
+    @property
+    def coldest(self) -> float:
+        """The coldest sensor, °C."""
+        cold = self.min_temperature
+        return self.temperature if cold is None else cold
+
+    @property
+    def lowest_cell(self) -> float | None:
+        """The lowest cell, V (None when the battery reports no cell figure at all)."""
+        cells = self.cell_voltages
+        return min(cells) if cells else self.min_cell_voltage
+
+    @property
+    def highest_cell(self) -> float | None:
+        """The highest cell, V (None when the battery reports no cell figure at all)."""
+        cells = self.cell_voltages
+        return max(cells) if cells else self.max_cell_voltage
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +151,7 @@ class Readings:
     batteries: tuple[BatteryReading, ...]
     bank_voltage: float
     bank_current: float
+    notes: tuple[str, ...] = ()  # the source's own alarms and requests, shown, never obeyed
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +202,63 @@ class BatteryStatus:
     current: float
     temperature: float
     cell_voltages: tuple[float, ...]
+    min_temperature: float | None = None  # °C, the coldest sensor (None = one sensor)
+    min_cell_voltage: float | None = None  # V, when no per-cell figures are reported
+    max_cell_voltage: float | None = None  # V, idem
+
+
+class BatteryList(Sequence[BatteryStatus]):
+    """The bank page's batteries, built from the readings when someone reads them.
+
+    The core steps once per sample (86 400 times in a simulated day) while the bank page is read
+    at most about once a second (BLE, MQTT): building a ``BatteryStatus`` per battery at every
+    step was 40 % of a 50-battery step, for nobody.  So the core hands over the readings it
+    already holds and the statuses are built on first access, once.  Compares equal to a
+    tuple of the same statuses (what a client decodes over BLE).
+    """
+
+    __slots__ = ("_built", "_capacity_ah", "_readings")
+
+    def __init__(self, readings: tuple[BatteryReading, ...], capacity_ah: float) -> None:
+        self._readings = readings
+        self._capacity_ah = capacity_ah  # of one battery (its model's)
+        self._built: tuple[BatteryStatus, ...] | None = None
+
+    def _statuses(self) -> tuple[BatteryStatus, ...]:
+        built = self._built
+        if built is None:
+            capacity = self._capacity_ah
+            built = self._built = tuple(
+                BatteryStatus(b.serial, b.model, capacity, b.firmware, b.voltage, b.current,
+                              b.temperature, b.cell_voltages, b.min_temperature,
+                              b.min_cell_voltage, b.max_cell_voltage)
+                for b in self._readings
+            )
+        return built
+
+    @overload
+    def __getitem__(self, index: int) -> BatteryStatus: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[BatteryStatus, ...]: ...
+    def __getitem__(self, index: int | slice) -> BatteryStatus | tuple[BatteryStatus, ...]:
+        return self._statuses()[index]
+
+    def __len__(self) -> int:
+        return len(self._readings)
+
+    def __iter__(self) -> Iterator[BatteryStatus]:
+        return iter(self._statuses())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BatteryList | tuple):
+            return self._statuses() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._statuses())
+
+    def __repr__(self) -> str:
+        return repr(self._statuses())
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +276,7 @@ class BankStatus:
     min_temperature: float | None
     max_temperature: float | None
     balancer: BalancerState
-    battery_list: tuple[BatteryStatus, ...] = ()
+    battery_list: Sequence[BatteryStatus] = ()  # a BatteryList from the core
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +304,9 @@ class Status:
     errors: tuple[Code, ...] = ()
     bank: BankStatus | None = None
     temperature: float | None = None  # the battery temperature shown (max of the bank), °C
+    # stored settings the detected bank makes invalid, each saying what is used instead
+    setting_problems: tuple[str, ...] = ()
+    source_notes: tuple[str, ...] = ()  # the battery source's own alarms/requests (shown only)
 
     @property
     def codes(self) -> tuple[Code, ...]:
