@@ -50,6 +50,7 @@ class Device:
         self.adapter = adapter
         self.encoder = encoder
         self.plain = b""
+        self.override: bytes | None = None  # sent instead of a new frame (bad input)
         self.beacon: Beacon | None = None
 
     async def start(self, plain: bytes) -> None:
@@ -58,7 +59,8 @@ class Device:
 
     def tick(self) -> None:
         if self.beacon is not None and self.beacon.on_air:
-            self.beacon.update(self.encoder.frame(self.plain))
+            data = self.override or self.encoder.frame(self.plain)
+            self.beacon.update(data)
 
     async def stop(self) -> None:
         if self.beacon is not None:
@@ -93,21 +95,22 @@ async def bank(bus: VirtualBus) -> AsyncIterator[list[Device]]:
             await device.stop()
 
 
-def config(tmp_path: Path, devices: list[Device], extra: str = "") -> Path:
+def config(tmp_path: Path, devices: list[Device], max_age: str = "2s") -> Path:
     path = tmp_path / "victron.toml"
     path.write_text(
         f'[bms]\nstate_directory = "{tmp_path / "state"}"\nrate_hz = 10.0\n'
         '[ble]\nvirtual = "off"\n'
         '[gpio]\nremote_file = "remote"\nremote_debounce_ms = 0.0\n'
         '[logging]\nformat = "json"\nlevel = "info"\n'
-        '[source]\ntype = "victron-ble"\nmax_age = "2s"\n'
+        '[source]\ntype = "victron-ble"\n'
+        f'max_age = "{max_age}"\n'
         'comms_warning = "2s"\ncomms_alarm = "10s"\n'
         'battery = { name = "Smart Lithium 12.8V/100Ah", cells = 4, capacity_ah = 100 }\n'
         "batteries = [\n"
         f'  {{ name = "house-1", address = "{devices[0].address}", key = "{KEYS[0].hex()}" }},\n'
         f'  {{ name = "house-2", address = "{devices[1].address}", key = "{KEYS[1].hex()}" }},\n'
         "]\n"
-        f'monitor = {{ address = "{devices[2].address}", key = "{KEYS[2].hex()}" }}\n' + extra
+        f'monitor = {{ address = "{devices[2].address}", key = "{KEYS[2].hex()}" }}\n'
     )
     return path
 
@@ -206,3 +209,52 @@ async def test_source_check_shows_each_device_live(
     assert "wrong key" in out
     assert "NO FRESH READINGS" in out
     assert "RSSI" in out
+
+
+@pytest.mark.parametrize("virtual_bus", [WorldConfig(adapters=10)], indirect=True)
+async def test_bad_radio_input_never_moves_the_outputs(
+    virtual_bus: VirtualBus, start_daemon: Any, tmp_path: Path
+) -> None:
+    """Replayed and forged frames carrying dangerous cells, a short record, another key,
+    another record type from a battery's address, and a flood of Victron-looking data from
+    five other devices: no crash, no figure from any of it, the outputs stay as they were."""
+    async with bank(virtual_bus) as (house1, house2, shunt):
+        daemon: DaemonProcess = start_daemon(
+            config(tmp_path, [house1, house2, shunt], max_age="8s"))
+        await wait_log(daemon, "outputs", load="high", charger="high", prealarm="floating")
+        first_bad = len(daemon.log)
+        flood = [await Beacon(f"hci{i}", VICTRON, bytes(24)).start() for i in range(5, 10)]
+        danger = encode.lithium_record([2.50, 2.50, 2.50, 2.50], temperature=22)
+        current = house1.encoder.nonce
+        forged_current = encode.manufacturer_data(  # the current nonce, other bytes
+            0x05, danger, KEYS[0], current, encode.PRODUCT_SMART_LITHIUM)
+        replayed = encode.manufacturer_data(  # an older nonce
+            0x05, danger, KEYS[0], (current - 3) % 0x10000, encode.PRODUCT_SMART_LITHIUM)
+        bad = [
+            forged_current,
+            replayed,
+            encode.DeviceEncoder.battery(KEYS[0], nonce=current + 5).frame(danger)[:-3],
+            encode.DeviceEncoder.battery(KEYS[1], nonce=current + 9).frame(danger),
+            encode.DeviceEncoder.monitor(KEYS[0], nonce=current + 13).frame(
+                encode.monitor_record(voltage=9.0, current=-300.0)),
+        ]
+        try:
+            for n, frame in enumerate(bad):
+                house1.override = frame
+                for i, beacon in enumerate(flood):
+                    beacon.update(bytes([0x10, 0x02, n, i, 0x05]) + bytes(19))
+                await asyncio.sleep(1.0)
+                house1.override = None
+                await asyncio.sleep(1.0)
+            await wait_log(daemon, "victron_truncated_record", device="house-1")
+            await wait_log(daemon, "victron_wrong_key", device="house-1")
+            await wait_log(daemon, "victron_other_record", device="house-1")
+        finally:
+            for beacon in flood:
+                await beacon.stop()
+        assert daemon.proc.poll() is None
+    assert daemon.terminate() == 0
+    during = [e for e in daemon.log[first_bad:] if e.get("event") in ("outputs", "code_raised")]
+    # only the shutdown's own "outputs floating" may follow
+    assert all(e.get("event") == "outputs" for e in during), during
+    assert len(during) <= 1, during

@@ -224,3 +224,20 @@ def test_the_logged_configuration_summary_hides_the_keys() -> None:
     assert "<hidden>" in text
     for key in KEYS:
         assert key.hex() not in text
+
+
+async def test_a_device_that_goes_silent_is_said_once_and_its_return_too() -> None:
+    clock = Clock()
+    made, radio = build(clock)
+    bank = Bank(radio)
+    with structlog.testing.capture_logs() as logs:
+        async with running(made):
+            bank.send()
+            clock.now += 11.0
+            made._say_silent(clock.now)
+            made._say_silent(clock.now + 5)
+            bank.send()
+            made._say_silent(clock.now)
+    events = [(e["event"], e.get("device")) for e in logs if "device" in e]
+    assert events.count(("victron_device_silent", "house-1")) == 1
+    assert ("victron_device_heard_again", "house-1") in events

@@ -104,6 +104,7 @@ class VictronFeed(Feed):
         self.by_address = {d.address: d for d in [*batteries, *([monitor] if monitor else [])]}
         self.scan_mode = ""
         self._notes: tuple[str, ...] = ()
+        self._silent: set[str] = set()
 
     def describe_device(self) -> str:
         monitor = " and a battery monitor" if self.monitor else ""
@@ -190,12 +191,28 @@ class VictronFeed(Feed):
             started = self.clock()
             while True:
                 await asyncio.sleep(WATCH_INTERVAL_S)
+                self._say_silent(self.clock())
                 heard = [d.frames.last_at for d in self.by_address.values()]
                 last = max([started, *(t for t in heard if t is not None)])
                 if self.clock() - last > SILENCE_RESTART_S:
                     raise SilenceError(
                         f"no configured device heard for {SILENCE_RESTART_S:g} s"
                     )
+
+    def _say_silent(self, now: float) -> None:
+        """One log line when a device heard before goes silent, one when it is back."""
+        for device in self.by_address.values():
+            age = device.frames.age(now)
+            if age is None:
+                continue
+            if age > self.max_age and device.address not in self._silent:
+                self._silent.add(device.address)
+                self.log.warning("victron_device_silent", device=device.name,
+                                 address=device.address, last_heard_s=round(age, 1),
+                                 note="its data is missing data: the comms rules act")
+            elif age <= self.max_age and device.address in self._silent:
+                self._silent.discard(device.address)
+                self.log.info("victron_device_heard_again", device=device.name)
 
     # --- source-check -----------------------------------------------------------------------
     def devices(self, now: float) -> list[dict[str, Any]]:
