@@ -278,7 +278,7 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
 
     settings = dict(table["settings"])
     try:
-        Settings().with_values(settings)
+        Settings().with_values(settings).check_charged_voltage_fits_a_bank()
     except SettingError as exc:
         raise _ProblemError(f"[settings] {exc}") from None
 
