@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from ble_harness import CENTRAL, DaemonUnderTest, until
+from ble_harness import CENTRAL, SECOND_CENTRAL, DaemonUnderTest, running_daemon, until
 
 from gatt import codec
 from gatt.client import NotAuthenticated, RejectedValue, SmallBmsClient, WrongPin, scan
@@ -91,13 +92,15 @@ def test_boolean_setting_refuses_values_other_than_0_and_1(bms: DaemonUnderTest)
         assert bms.run(c.settings()) == before
 
 
-def test_wrong_pin_changes_nothing(bms: DaemonUnderTest) -> None:
-    with bms.session() as good:
-        before = bms.run(good.settings())
-    with bms.session(pin="123456") as bad, pytest.raises(WrongPin, match="wrong PIN"):
-        bms.run(bad.set_setting("discharge_floor", 15))
-    with bms.session() as good:  # the right PIN also clears the wrong-PIN count
-        assert bms.run(good.settings()) == before
+def test_wrong_pin_changes_nothing(tmp_path: Path) -> None:
+    # a daemon of its own: a wrong PIN spends the global budget for five minutes
+    with running_daemon(tmp_path) as bms:
+        with bms.session() as good:
+            before = bms.run(good.settings())
+        with bms.session(pin="123456") as bad, pytest.raises(WrongPin, match="wrong PIN"):
+            bms.run(bad.set_setting("discharge_floor", 15))
+        with bms.session(adapter=SECOND_CENTRAL) as good:
+            assert bms.run(good.settings()) == before
 
 
 def test_no_pin_changes_nothing(bms: DaemonUnderTest) -> None:
