@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -217,6 +218,7 @@ FLAG_PREALARM = 1 << 4
 FLAG_SOC_SYNCHRONISED = 1 << 5
 FLAG_LOAD_OUTPUT = 1 << 6
 FLAG_CHARGER_OUTPUT = 1 << 7
+FLAG_CHARGED_VOLTAGE_NOT_USED = 1 << 8  # the stored charged voltage does not fit the bank
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +244,8 @@ class StatusView:
     warnings: tuple[Code, ...]
     alarms: tuple[Code, ...]
     errors: tuple[Code, ...]
+    # the stored charged voltage does not fit the detected bank: 3.50 V per cell is used
+    charged_voltage_not_used: bool = False
 
     @property
     def codes(self) -> tuple[Code, ...]:
@@ -270,6 +274,7 @@ def encode_status(status: Status) -> bytes:
         | (FLAG_SOC_SYNCHRONISED if status.soc_synchronised else 0)
         | (FLAG_LOAD_OUTPUT if status.outputs.load else 0)
         | (FLAG_CHARGER_OUTPUT if status.outputs.charger else 0)
+        | (FLAG_CHARGED_VOLTAGE_NOT_USED if status.setting_problems else 0)
     )
     return struct.pack(
         STATUS_FORMAT,
@@ -321,6 +326,7 @@ def decode_status(data: BytesLike) -> StatusView:
         warnings=tuple(c for c in codes if c.kind == "warning"),
         alarms=tuple(c for c in codes if c.kind == "alarm"),
         errors=tuple(c for c in codes if c.kind == "error"),
+        charged_voltage_not_used=bool(flags & FLAG_CHARGED_VOLTAGE_NOT_USED),
     )
 
 
@@ -423,7 +429,7 @@ class BatteryRecord:
     battery: BatteryStatus | None
 
 
-def encode_battery(index: int, batteries: tuple[BatteryStatus, ...]) -> bytes:
+def encode_battery(index: int, batteries: Sequence[BatteryStatus]) -> bytes:
     """Battery ``index`` (0-based) of ``batteries``; a header only when out of range."""
     count = min(len(batteries), MAX_BATTERIES)
     index = max(0, min(MAX_BATTERIES, index))
