@@ -6,7 +6,10 @@ indication on the control point).  Every test restores what it changed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +160,24 @@ def test_cli_set_and_refusal(bms: DaemonUnderTest) -> None:
     finally:
         back = bms.cli("set", "discharge_floor", "10")
         assert back.returncode == 0, back.stderr
+
+
+def test_a_setting_acknowledged_over_ble_survives_a_kill_right_after(tmp_path: Path) -> None:
+    """Finding 4 end to end (tests/daemon/test_durable_ack.py does hundreds of rounds below
+    the D-Bus layer): SIGKILL 0, 0.3 and 0.8 s after the acknowledgement, then a restart."""
+    for round_, (delay, floor) in enumerate(((0.0, 11), (0.3, 12), (0.8, 13))):
+        with running_daemon(tmp_path) as bms:
+            if round_:
+                with bms.session() as c:
+                    assert bms.run(c.get_setting("discharge_floor")) == floor - 1
+            with bms.session() as c:
+                bms.run(c.set_setting("discharge_floor", floor))  # returns on the ACK
+
+                async def kill_after(seconds: float = delay) -> None:
+                    await asyncio.sleep(seconds)
+                    os.kill(bms.proc.pid, signal.SIGKILL)
+                    await bms.proc.wait()
+
+                bms.run(kill_after())
+    with running_daemon(tmp_path) as bms, bms.session() as c:
+        assert bms.run(c.get_setting("discharge_floor")) == 13

@@ -1,12 +1,14 @@
-"""CCC case, peripheral side: a plain dbus-fast GATT application with four notifying
+"""CCC case, peripheral side: a plain dbus-fast GATT application with two notifying
 characteristics whose reads need encryption, to see which ones an unpaired central can
 subscribe to, and how BlueZ tells the application (StartNotify, or AcquireNotify with the
 device in its options).
 
     plain      encrypt-read + notify                      (what bless could declare)
     enc        encrypt-read + encrypt-notify              (what gatt/server.py declares)
-    plain_acq  encrypt-read + notify,         NotifyAcquired
-    enc_acq    encrypt-read + encrypt-notify, NotifyAcquired
+
+(An earlier version also had both with NotifyAcquired: BlueZ 5.66 called AcquireNotify with the
+unpaired central as ``device``, and when that call failed, bluetoothd crashed (SIGSEGV) at the
+next connection.  gatt/server/ does not use AcquireNotify; the class is kept for a rerun.)
 
 Every 0.3 s each characteristic's value changes (PropertiesChanged for the first two, a packet
 on every acquired socket for the others); the central counts what reaches it.
@@ -32,9 +34,6 @@ SERVICE = "5b1e0000-0000-4e2e-9000-0000000000c0"
 CHARS = {
     "plain": ("5b1e0000-0000-4e2e-9000-0000000000c1", ["encrypt-read", "notify"], False),
     "enc": ("5b1e0000-0000-4e2e-9000-0000000000c2", ["encrypt-read", "encrypt-notify"], False),
-    "plain_acq": ("5b1e0000-0000-4e2e-9000-0000000000c3", ["encrypt-read", "notify"], True),
-    "enc_acq": ("5b1e0000-0000-4e2e-9000-0000000000c4", ["encrypt-read", "encrypt-notify"],
-                True),
 }
 ROOT = "/e2e/ccc"
 ADAPTER_PATH = "/org/bluez/hci0"
