@@ -72,7 +72,7 @@ class BmsConfig:
 
     rate_hz: float = 2.0
     state_directory: str = ""
-    save_interval_s: float = 60.0
+    save_interval_s: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +278,7 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
 
     settings = dict(table["settings"])
     try:
-        Settings().with_values(settings)
+        Settings().with_values(settings).check_charged_voltage_fits_a_bank()
     except SettingError as exc:
         raise _ProblemError(f"[settings] {exc}") from None
 
@@ -397,7 +397,7 @@ def check_mqtt(config: Config) -> str | None:
 
 def source_message(message: str) -> str:
     """Name the [source] table once, whether or not the source's message already does."""
-    return message if message.startswith("[source]") else f"[source] {message}"
+    return message if message.startswith(("[source]", "[source.")) else f"[source] {message}"
 
 
 # --- `smallbms check-config` ------------------------------------------------------------------
@@ -440,7 +440,7 @@ def summary(config: Config) -> str:
     seeds = ", ".join(f"{k}={v!r}" for k, v in config.settings.items()) or "none"
     return "\n".join([
         f"  state directory: {config.state_directory()}",
-        f"  control loop:    {config.bms.rate_hz:g} Hz, state saved every "
+        f"  control loop:    {config.bms.rate_hz:g} Hz, figures saved at most every "
         f"{config.bms.save_interval_s:g} s while changing",
         f"  battery source:  {config.source['type']}"
         + (f" ({source_extra})" if source_extra else ""),
