@@ -87,15 +87,20 @@ async def main() -> int:
             results.check(f"{name}: unpaired subscription {expected}",
                           outcome.startswith(expected), outcome)
         await asyncio.sleep(SETTLE_S)
-        client = await connected(device)
         try:
-            await asyncio.wait_for(client.read_gatt_char(CHARS["plain"][0]), STEP_TIMEOUT_S)
-            read = "read allowed"
-        except Exception as exc:
-            read = f"refused: {type(exc).__name__}: {exc}"
-        finally:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
+            client = await connected(device)
+        except Exception as exc:  # after a failed security raise the device may be gone
+            read = f"no connection: {type(exc).__name__}: {exc}"
+        else:
+            try:
+                await asyncio.wait_for(client.read_gatt_char(CHARS["plain"][0]),
+                                       STEP_TIMEOUT_S)
+                read = "read allowed"
+            except Exception as exc:
+                read = f"refused: {type(exc).__name__}: {exc}"
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.disconnect()
         results.fact("unpaired read of an encrypt-read characteristic", read)
     except Exception as e:
         results.check("ccc session completes", False, f"{type(e).__name__}: {e}")

@@ -29,6 +29,7 @@ from dbus_fast.annotations import DBusSignature
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_property, method
 from e2elib import Results, await_flag, log, signal
+from real_bluez import CCC_UNPAIRED
 
 SERVICE = "5b1e0000-0000-4e2e-9000-0000000000c0"
 CHARS = {
@@ -187,6 +188,12 @@ async def main() -> int:
     for name in CHARS:
         seen = [e.split(": ", 1)[1] for e in events if e.startswith(name + ":")]
         results.fact(f"{name}: what the application heard", "; ".join(seen) or "nothing")
+        subscribed = any(e.startswith(("StartNotify", "AcquireNotify")) for e in seen)
+        # the application's own view: BlueZ asks it to start notifying only when it accepted
+        # the unpaired central's CCC write
+        expected = CCC_UNPAIRED[name] == "subscribed"
+        results.check(f"{name}: BlueZ {'asks' if expected else 'never asks'} the application "
+                      "to notify the unpaired central", subscribed == expected, seen)
     bus.disconnect()
     return 0 if results.ok else 1
 
