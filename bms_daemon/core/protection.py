@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bms_daemon.core.errors import SnapshotError
-from bms_daemon.core.types import Code, Outputs, Reason
+from bms_daemon.core.types import Code, Outputs, Reason, step_value
 
 # Cell voltage rules (V per cell).
 CELL_PREALARM_V = 3.10  # W-B01 and PRE-ALARM when the lowest cell is under this
@@ -78,7 +78,7 @@ _OUTPUTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@step_value
 class Measurements:
     """The figures the rules look at, extracted once per step from the readings."""
 
@@ -90,7 +90,7 @@ class Measurements:
     cells_in_series: int  # 0 when the topology is invalid (the pack rule then waits)
 
 
-@dataclass(frozen=True, slots=True)
+@step_value
 class Verdict:
     """Outputs, reasons and codes of one step."""
 

@@ -184,6 +184,11 @@ def _cells(topics: Topics, shape: tuple[int, ...]) -> Iterator[Entity]:
         yield _sensor(f"battery{n}_temperature", f"Battery {n} temperature", cells, unit="°C",
                       device_class="temperature", category=DIAGNOSTIC,
                       template=battery("temperature"))
+        if not count:  # only its lowest and highest cell are reported
+            for field, word in (("min_cell_voltage", "lowest"), ("max_cell_voltage", "highest")):
+                yield _sensor(f"battery{n}_{field}", f"Battery {n} {word} cell voltage", cells,
+                              unit="V", device_class="voltage", category=DIAGNOSTIC,
+                              template=battery(field))
         for j in range(count):
             template = (f"{{{{ value_json.batteries[{i}].cells[{j}] if {guard} and "
                         f"value_json.batteries[{i}].cells|length > {j} else None }}}}")
@@ -237,7 +242,7 @@ _BUTTONS = (("synchronise", "Synchronise (SOC to 100 %)", None),
             ("factory_reset", "Factory reset (settings)", CONFIG))
 
 
-def _charged_voltage_range(series: int) -> tuple[float, float]:
+def _charged_voltage_range(series: int) -> tuple[float, float]:  # cells in series
     lo, hi = CHARGED_VOLTAGE_PER_CELL_RANGE
     cells = (series, series) if series else (4, 16)
     return round(lo * cells[0], 2), round(hi * cells[1], 2)
