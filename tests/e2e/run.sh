@@ -45,7 +45,6 @@ case.  Exit status 0 = every check passed, 1 = a check failed, 2 = the harness i
   --cases LIST   comma-separated scenarios to run (default: $CASES)
                    probe   bless + bleak smoke test and the 31-byte advertisement budget
                    daemon  the real 'smallbms run' daemon and 'smallbms-client' + victron-ble
-                   ccc     an unpaired central subscribing to encrypted characteristics
                    gpio    the daemon's gpiod backend on a kernel GPIO chip (gpio-sim):
                            outputs, remote input, SIGKILL and SIGTERM leave the lines released
                    can     the daemon reading a CAN-bus BMS over SocketCAN (vcan0): pre-alarm,
