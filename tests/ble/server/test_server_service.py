@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from bms_daemon.core.settings import Settings
+from bms_daemon.device import NotSavedError
 from bms_daemon.store import MemoryStore
 from gatt import codec, profile, security
 from gatt.broadcaster import ReadoutBroadcaster
@@ -635,3 +637,24 @@ async def test_a_flood_of_refused_writes_is_logged_first_then_summarised() -> No
         assert any(e["event"] == "ble_auth_refused" for e in logs)
         summary = next(e for e in logs if e["event"] == "ble_events_not_logged")
         assert summary["count"] == 500 - len(refused)
+
+
+class FullDiskDevice(FakeDevice):
+    """The daemon's controller on a full or read-only disk: in force, not saved."""
+
+    def set_setting(self, name: str, value: object) -> Settings:
+        super().set_setting(name, value)
+        raise NotSavedError("not saved (No space left on device); the change is lost at the "
+                            "next restart")
+
+
+async def test_a_full_disk_is_answered_not_saved_never_set() -> None:
+    async with running(FullDiskDevice()) as rig:
+        s = rig.login()
+        with att(profile.ATT_NOT_SAVED):
+            s.set("tail_current", 6.0)
+        explained = unmasked(rig.server.notified[-1][1], s.key)
+        assert "not saved" in explained.message
+        result = s.command(codec.encode_command(codec.OP_MODE, b"\x00"))
+        assert result.result == codec.RESULT_FAILED
+        assert "not saved" in result.message
