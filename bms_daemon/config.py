@@ -428,6 +428,16 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_keys(value: Any) -> Any:
+    """``value`` with every ``key = "…"`` (a device's encryption key) hidden: the summary goes
+    to the journal."""
+    if isinstance(value, dict):
+        return {k: "<hidden>" if k == "key" else _without_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_keys(v) for v in value]
+    return value
+
+
 def summary(config: Config) -> str:
     """A few lines a user can check at a glance (also logged by the daemon at start)."""
     gpio = config.gpio
@@ -435,7 +445,8 @@ def summary(config: Config) -> str:
         f"{name}={spec.line}{'(active low)' if spec.active_low else ''}"
         for name, spec in gpio.lines.items()
     )
-    source_extra = ", ".join(f"{k}={v!r}" for k, v in config.source.items() if k != "type")
+    source_extra = ", ".join(f"{k}={_without_keys(v)!r}" for k, v in config.source.items()
+                             if k != "type")
     ble = config.ble
     seeds = ", ".join(f"{k}={v!r}" for k, v in config.settings.items()) or "none"
     return "\n".join([

@@ -182,6 +182,8 @@ SMALLBMS = Service(
                        _OPAQUE),
         Characteristic("control_point", smallbms_uuid(0x0007), "Control point",
                        Prop.WRITE | Prop.INDICATE, Access.PIN, _OPAQUE),
+        Characteristic("source_notes", smallbms_uuid(0x0008), "Battery source's own alarms",
+                       Prop.READ, Access.PIN, Presentation(FMT_UTF8)),
         _setting(0x0010, "charged_voltage", "Charged voltage (0 = auto)",
                  Presentation(FMT_UINT16, -2, UNIT_VOLT)),
         _setting(0x0011, "tail_current", "Tail current",
@@ -256,6 +258,7 @@ ATT_WRONG_PIN = 0x81  # the challenge answer did not prove the PIN
 ATT_LOCKED_OUT = 0x82  # too many wrong PINs: wait (docs/security.md)
 ATT_UNKNOWN_COMMAND = 0x83  # control point: opcode not known
 ATT_NOT_SAVED = 0x84  # in force, but the disk refused it: lost at the next restart
+ATT_PIN_STATE_LOST = 0x85  # the PIN state is lost: every PIN refused until `smallbms reset-pin`
 ATT_ERROR_MESSAGES: dict[int, str] = {
     ATT_INSUFFICIENT_AUTHORIZATION: "not authorised: authenticate with the PIN first",
     ATT_INVALID_VALUE_LENGTH: "wrong number of bytes for this characteristic",
@@ -264,4 +267,6 @@ ATT_ERROR_MESSAGES: dict[int, str] = {
     ATT_LOCKED_OUT: "too many wrong PINs; wait and try again",
     ATT_UNKNOWN_COMMAND: "unknown command",
     ATT_NOT_SAVED: "in force but NOT saved (disk full or read-only?): lost at the next restart",
+    ATT_PIN_STATE_LOST: "the BMS lost its PIN state and refuses every PIN; its operator must "
+                        "run `smallbms reset-pin` on it",
 }

@@ -6,6 +6,8 @@
 * ``"can"``: a BMS on CAN bus (``sources.can``), cells, voltage and current;
 * ``"vedirect"``: a SmartShunt / BMV (``sources.vedirect``): current and voltage only, so it
   is valid only as a feed of a combined source;
+* ``"victron-ble"``: Victron Smart Lithium batteries and a SmartShunt / BMV heard over
+  Bluetooth (``sources.victron``, docs/victron-bluetooth.md);
 * ``"combined"``: several feeds, the configuration naming which provides the cells, the bank
   current and the bank voltage (``sources.spec``).
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from bms_daemon.sources.base import BatterySource, LiveSource
 
-SOURCE_TYPES = ("simulated", "can", "vedirect", "combined")
+SOURCE_TYPES = ("simulated", "can", "vedirect", "victron-ble", "combined")
 
 __all__ = ["SOURCE_TYPES", "BatterySource", "LiveSource", "comms_delays", "create_source"]
 

@@ -131,6 +131,9 @@ def _report(source: Any, readings: Readings | None, now: float, *, span: float,
             entry["can_frames"] = sorted(f"{frame:03X}" for frame in frames)
             needed = getattr(feed.decoder, "received", {})
             entry["missing"] = [f"{frame:03X}" for frame in (0x356, 0x373) if frame not in needed]
+        devices = getattr(feed, "devices", None)
+        if devices is not None:  # a radio feed: each device's RSSI, frame age, figures
+            entry["devices"] = devices(now)
         if sample is not None:
             entry["extra"] = dict(sample.extra)
             entry["notes"] = list(sample.notes)
@@ -164,6 +167,8 @@ def _text(report: dict[str, Any]) -> str:
             missing = f"; MISSING {' '.join(feed['missing'])}" if feed["missing"] else ""
             lines.append(f"    CAN frames seen: {' '.join(feed['can_frames']) or 'none'}"
                          f"{missing}")
+        for device in feed.get("devices", []):
+            lines += _device_lines(device)
         if feed.get("extra"):
             lines.append("    " + ", ".join(f"{k} {v}" for k, v in feed["extra"].items()))
         if feed.get("notes"):
@@ -181,3 +186,25 @@ def _text(report: dict[str, Any]) -> str:
                          f"{b['lowest_cell']:.3f}-{b['highest_cell']:.3f} V ({cells}), "
                          f"{b['coldest']:.1f}-{b['warmest']:.1f} °C")
     return "\n".join(lines)
+
+
+_COUNTS = ("accepted", "repeated", "replayed", "wrong_key", "other_record", "truncated",
+           "not_victron")
+
+
+def _device_lines(device: dict[str, Any]) -> list[str]:
+    """One radio device: when it was last heard, how well, what it says."""
+    if device["age_s"] is not None:
+        age = f"last frame {device['age_s']} s ago"
+    elif "wrong_key" in device:
+        age = "WRONG KEY: was the device's PIN changed? (docs/victron-bluetooth.md)"
+    else:
+        age = "NEVER HEARD" if device["rssi"] is None else "NO USABLE FRAME"
+    rssi = "" if device["rssi"] is None else f", RSSI {device['rssi']} dBm"
+    counts = ", ".join(f"{k.replace('_', ' ')} {device[k]}" for k in _COUNTS if k in device)
+    lines = [f"    {device['name']} {device['address']}: {age}{rssi}; {counts or 'nothing'}"]
+    figures = device.get("figures")
+    if figures:
+        lines.append("      " + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                          for k, v in figures.items()))
+    return lines

@@ -47,6 +47,7 @@ from bms_daemon.sources.config import Getter
 FEED_TYPES: dict[str, str] = {  # [source] type -> module with from_table(table, where, common)
     "can": "bms_daemon.sources.can",
     "vedirect": "bms_daemon.sources.vedirect",
+    "victron-ble": "bms_daemon.sources.victron.feed",
 }
 COMBINED = "combined"
 NOMINAL_CELL_V = 3.2  # LiFePO4: 4 cells = 12.8 V
@@ -146,7 +147,10 @@ def _feed(name: str, table: Mapping[str, Any], where: str) -> Feed:
     if not lo <= max_age <= hi:
         raise ValueError(f"{where} max_age: {max_age:g} s is out of range {lo:g}-{hi:g} s")
     battery = None
-    if Quantity.CELLS not in module.PROVIDES:
+    # a module whose devices decide what it provides (victron-ble) says so for this table
+    provides_for = getattr(module, "provides_for", None)
+    provides = module.PROVIDES if provides_for is None else provides_for(table)
+    if Quantity.CELLS not in provides:
         if "battery" in table:
             raise ValueError(f"{where} battery: a {kind} feed reports no batteries; describe "
                              "the battery in the feed that provides the cells")
