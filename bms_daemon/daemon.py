@@ -476,7 +476,7 @@ def build(config: Config, state_directory: Path) -> Daemon:
 def _mqtt_service(config: Config, store: Store, controller: Controller) -> MqttRunner | None:
     """The MQTT task, or None (logged) when the client library is not installed."""
     from bms_daemon.mqtt import config as mqtt_config  # noqa: PLC0415
-    from bms_daemon.mqtt.identity import device_serial  # noqa: PLC0415
+    from bms_daemon.state.identity import device_serial  # noqa: PLC0415
 
     if not mqtt_config.available():
         log.error("mqtt_unavailable", problem="[mqtt] enabled = true but the MQTT client is "
