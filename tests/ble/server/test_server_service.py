@@ -159,6 +159,27 @@ async def test_status_bank_and_history_read_what_the_bms_reports() -> None:
         assert codec.decode_history(rig.read("history")).charge_cycles == 7
 
 
+async def test_the_battery_sources_own_alarms_are_readable_with_a_pin() -> None:
+    notes = ("alarm: battery low voltage", "request: charge not allowed")
+    async with running(FakeDevice(sample_status(source_notes=notes))) as rig:
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.read("source_notes")
+        rig.login()
+        assert codec.decode_source_notes(rig.read("source_notes")) == notes
+    async with running() as rig:
+        rig.login()
+        assert codec.decode_source_notes(rig.read("source_notes")) == ()
+
+
+def test_source_notes_that_do_not_fit_one_read_say_how_many_were_left_out() -> None:
+    notes = tuple(f"alarm: flag number {i} of a chatty BMS" for i in range(12))
+    data = codec.encode_source_notes(notes)
+    assert len(data) <= codec.SOURCE_NOTES_MAX
+    decoded = codec.decode_source_notes(data)
+    assert decoded[:-1] == notes[: len(decoded) - 1]
+    assert decoded[-1] == f"(+{len(notes) - len(decoded) + 1} more)"
+
+
 async def test_every_battery_and_every_cell_can_be_read_one_by_one() -> None:
     async with running() as rig:
         s = rig.login()
