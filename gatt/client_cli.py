@@ -39,6 +39,7 @@ from gatt.client import (
     SCAN_TIMEOUT_DEFAULT,
     ClientError,
     SmallBmsClient,
+    check_pin,
     default_adapter,
     scan,
 )
@@ -119,14 +120,12 @@ async def _cmd_get(client: SmallBmsClient, args: argparse.Namespace) -> int:
 async def _cmd_set(client: SmallBmsClient, args: argparse.Namespace) -> int:
     values = await client.set_setting(args.name, args.value)
     shown = {args.name: values.get(args.name, args.value)}
-    print_lines(format_settings(shown, assignment=True), sys.stdout)
-    return EXIT_OK
+    return _show(shown, lambda v: format_settings(shown, assignment=True), args)
 
 
 async def _cmd_command(client: SmallBmsClient, args: argparse.Namespace) -> int:
     result = await client.command(args.name, args.argument)
-    print(result, flush=True)
-    return EXIT_OK
+    return _show({"command": args.name, "result": result}, lambda v: [result], args)
 
 
 async def _cmd_key(client: SmallBmsClient, args: argparse.Namespace) -> int:
@@ -193,9 +192,8 @@ async def _run(args: argparse.Namespace) -> int:
         args.adapter = await default_adapter()
     if args.subcommand == "scan":
         return await _run_scan(args)
-    pin = args.pin if args.pin is not None else os.environ.get(PIN_ENV_VAR)
     async with SmallBmsClient(
-        args.device, adapter=args.adapter, pin=pin, timeout=args.timeout
+        args.device, adapter=args.adapter, pin=args.pin, timeout=args.timeout
     ) as client:
         return await _CONNECTED[args.subcommand](client, args)
 
@@ -234,18 +232,25 @@ def _connection_options(default: object) -> argparse.ArgumentParser:
     return common
 
 
+def _json_option(default: object) -> argparse.ArgumentParser:
+    """--json; accepted before or after the subcommand, like the connection options."""
+    option = argparse.ArgumentParser(add_help=False, argument_default=default)
+    option.add_argument("--json", action="store_true", default=default,
+                        help="print JSON instead of text (one object per line for watch)")
+    return option
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``smallbms-client`` parser: global connection options and one subcommand each."""
     common = _connection_options(argparse.SUPPRESS)
-    json_opt = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    json_opt.add_argument("--json", action="store_true", help="print JSON instead of text")
+    json_opt = _json_option(argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="smallbms-client",
         description="Read and configure a smallbms BMS over Bluetooth Low Energy.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[_connection_options(None)],
+        parents=[_connection_options(None), _json_option(False)],
     )
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
 
@@ -278,12 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("history", "show the history counters", json_opt)
     p = add("get", "show all settings, or one", json_opt)
     p.add_argument("name", nargs="?", metavar="NAME", help="a setting's name, e.g. discharge_floor")
-    p = add("set", "change one setting (validated by the device)")
+    p = add("set", "change one setting (validated by the device)", json_opt)
     p.add_argument("name", metavar="NAME", help="a setting's name, e.g. discharge_floor")
     p.add_argument("value", metavar="VALUE", help="the new value, e.g. 15, 14.2, on, off")
     p = add(
         "command",
         "run a command: " + ", ".join(COMMANDS),
+        json_opt,
     )
     p.add_argument("name", metavar="NAME", choices=(*COMMANDS, "sync"), help="the command")
     p.add_argument(
@@ -343,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     _quiet_libraries()
     try:
+        if args.subcommand != "scan":
+            pin = args.pin if args.pin is not None else os.environ.get(PIN_ENV_VAR)
+            args.pin = None if pin is None else check_pin(pin)  # before any Bluetooth traffic
         return asyncio.run(_run(args))
     except ClientError as exc:
         print(f"smallbms-client: {exc}", file=sys.stderr)
