@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bms_daemon.config import BmsConfig
 from bms_daemon.core.bms import Bms
 from bms_daemon.core.settings import SettingError
 from bms_daemon.core.types import Inputs, Status
@@ -28,6 +29,7 @@ from bms_daemon.sources.simulated import SimulatedBank
 
 DEFAULT_EVERY_S = 60.0
 DEFAULT_DT_S = 1.0
+DAEMON_RATE_HZ = BmsConfig().rate_hz  # the daemon's default control loop rate, for --help
 MAX_DT_S = 60.0  # coarser ticks would blur the 5 s comms and 30 s pre-alarm rules
 PLOT_POINTS = 4000  # samples kept for --plot, spread over the run (plus every change)
 ROUND = 4  # decimals kept in the JSON lines
@@ -82,8 +84,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dt", type=float, default=DEFAULT_DT_S, metavar="SECONDS",
-        help=f"simulated seconds per control step (default {DEFAULT_DT_S:g}; the daemon's rate "
-        f"is 1 s; at most {MAX_DT_S:g})",
+        help=f"simulated seconds per control step (default {DEFAULT_DT_S:g}, at most "
+        f"{MAX_DT_S:g}; the daemon steps every {1 / DAEMON_RATE_HZ:g} s, [bms] rate_hz = "
+        f"{DAEMON_RATE_HZ:g})",
     )
     parser.add_argument(
         "--plot", type=Path, metavar="FILE.png",
