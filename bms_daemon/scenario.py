@@ -32,6 +32,7 @@ from bms_daemon.sources.config import (
     SimulatedBankConfig,
     parse_duration,
 )
+from bms_daemon.ui.toml_errors import explain as explain_toml
 
 MAX_REPEAT = 10_000
 MAX_CURRENT_A = 10_000.0  # a load or charger current above this is surely a typo
@@ -110,7 +111,7 @@ def parse_scenario(text: str, origin: str = "<scenario>") -> Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{origin}: not valid TOML: {exc}") from None
+        raise ScenarioError(f"{origin}: not valid TOML: {explain_toml(exc, text)}") from None
     lines = _Lines(text, origin)
     for key in data:
         if key not in _TABLES:
