@@ -39,6 +39,7 @@ from bms_daemon.config import (
     EXIT_BAD_CONFIG,
     Config,
     ConfigError,
+    check_source,
     source_factory,
     source_message,
     summary,
@@ -453,6 +454,11 @@ def main(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"smallbms: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    # the whole file, [source] included, before anything is logged as started or created
+    problem = check_source(config)
+    if problem:
+        print(f"smallbms: error: {problem}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     if args.state_directory is not None:
         config = replace(config, bms=replace(config.bms, state_directory=str(args.state_directory)))
