@@ -35,6 +35,8 @@ from bms_daemon.gpio.base import (
     GpioConfig,
     LineSpec,
 )
+from bms_daemon.mqtt import config as mqtt_config
+from bms_daemon.mqtt.config import MqttConfig
 from bms_daemon.ui.toml_errors import explain as explain_toml
 
 RATE_HZ_RANGE = (0.2, 20.0)  # slower misses the 5 s comms timeout margin; faster only burns CPU
@@ -92,6 +94,7 @@ class Config:
     ble: BleConfig = field(default_factory=BleConfig)
     settings: dict[str, Any] = field(default_factory=dict)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     origin: str = "<defaults>"
 
     def state_directory(self, env: Mapping[str, str] | None = None) -> Path:
@@ -315,6 +318,11 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
         format=_one_of("[logging] format", logs["format"], LOG_FORMATS),
     )
 
+    try:
+        mqtt = mqtt_config.from_table(table["mqtt"])
+    except ValueError as exc:
+        raise _ProblemError(f"[mqtt] {exc}") from None
+
     return Config(
         bms=bms_config,
         source=source,
@@ -322,6 +330,7 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
         ble=ble_config,
         settings=settings,
         logging=logging_config,
+        mqtt=mqtt,
         origin=origin,
     )
 
@@ -389,6 +398,14 @@ def check_source(config: Config) -> str | None:
     return None
 
 
+def check_mqtt(config: Config) -> str | None:
+    """``[mqtt] enabled`` without the MQTT client installed; the daemon then runs without MQTT."""
+    if config.mqtt.enabled and not mqtt_config.available():
+        return (f"{config.origin}: [mqtt] enabled = true but the MQTT client is not installed: "
+                f"{mqtt_config.INSTALL_HINT}")
+    return None
+
+
 def source_message(message: str) -> str:
     """Name the [source] table once, whether or not the source's message already does."""
     return message if message.startswith("[source]") else f"[source] {message}"
@@ -413,7 +430,7 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"smallbms: error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    problem = check_source(config)
+    problem = check_source(config) or check_mqtt(config)
     if problem:
         print(f"smallbms: error: {problem}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -442,6 +459,7 @@ def summary(config: Config) -> str:
         "  bluetooth:       "
         + (f"enabled on {ble.adapter} as {ble.name!r}, product id 0x{ble.product_id:04X}, "
            f"virtual BlueZ {ble.virtual}" if ble.enabled else "disabled"),
+        f"  mqtt:            {config.mqtt.describe()}",
         f"  settings seeds:  {seeds} (first start only)",
         f"  logging:         {config.logging.level}, format {config.logging.format}",
     ])

@@ -10,6 +10,9 @@ Tasks, all in one asyncio loop:
 * **persistence**: saves run in a worker thread started by the loop (never awaited by it).
 * **BLE** (optional): ``gatt.service.BleService`` on the real BlueZ, or on a virtual BlueZ when
   none is on the system bus.  Any BLE failure is logged and retried; it never touches the loop.
+* **MQTT** (optional, ``[mqtt]``): ``bms_daemon.mqtt.service.MqttService``.  The loop only hands
+  it each new status (a reference and an event); connecting, publishing and commands run in its
+  own task, so a slow or absent broker never delays a tick.
 
 Start-up floats every output first, and the first outputs asserted are the core's first verdict;
 READY=1 goes to systemd once that verdict is on the pins.  SIGTERM/SIGINT/SIGHUP float the outputs
@@ -60,10 +63,21 @@ STATUS_LOG_INTERVAL_S = 600.0  # one "canonical" status line every 10 min (ours)
 BLE_RETRY_FIRST_S = 2.0  # BLE restarts after a failure: 2 s, doubling ...
 BLE_RETRY_MAX_S = 60.0  # ... up to once a minute
 BLE_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for the BLE side to let go
+MQTT_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for MQTT to publish "offline"
 SOURCE_ERROR = "source_failed"
 # Clean stop (float, save, exit 0) on these; SIGHUP too, so closing the terminal of a
 # foreground daemon does not kill it without floating the outputs first.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class MqttRunner(Protocol):
+    """bms_daemon.mqtt.service.MqttService, as the daemon drives it."""
+
+    def on_status(self, status: Status) -> None: ...
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Source(Protocol):
@@ -111,6 +125,7 @@ class Daemon:
         self.controller = Controller(bms, clock, on_change=self.persister.request)
         self.ble_runner = ble
         self.ble_service: Any = None  # set by the BLE runner: has .advertising / .connected
+        self.mqtt: MqttRunner | None = None  # set by build() when [mqtt] is enabled
         self.ready = asyncio.Event()
         self.ticks = 0
         self._seen = _Seen()
@@ -274,6 +289,7 @@ class Daemon:
         control = asyncio.create_task(self._control_loop(stop), name="control")
         leds = asyncio.create_task(self._led_loop(), name="leds")
         ble = asyncio.create_task(self._ble_loop(), name="ble")
+        mqtt = asyncio.create_task(self._mqtt_loop(), name="mqtt")
         stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
             await asyncio.wait({control, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -286,6 +302,7 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(control, leds, stopping, return_exceptions=True)
             await self._save_on_exit()
+            await self._stop_mqtt(mqtt)
             ble.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait({ble}, timeout=BLE_STOP_TIMEOUT_S)
@@ -293,6 +310,25 @@ class Daemon:
                 self.driver.port.close()
         if control.done() and not control.cancelled() and control.exception() is not None:
             raise control.exception()  # type: ignore[misc]
+
+    async def _mqtt_loop(self) -> None:
+        if self.mqtt is None:
+            return
+        unsubscribe = self.controller.subscribe(self.mqtt.on_status)
+        try:
+            await self.mqtt.run()
+        except Exception:  # a bug there must not stop the BMS: log it, run without MQTT
+            log.exception("mqtt_failed", action="running without MQTT; protection is not affected")
+        finally:
+            unsubscribe()
+
+    async def _stop_mqtt(self, task: asyncio.Task[None]) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait({task}, timeout=MQTT_STOP_TIMEOUT_S)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def _save_on_exit(self) -> None:
         try:
@@ -398,7 +434,24 @@ def build(config: Config, state_directory: Path) -> Daemon:
     daemon.persister.mark_saved(saved)
     if config.ble.enabled:
         daemon.ble_runner = _ble_runner(config, store, daemon)
+    if config.mqtt.enabled:
+        daemon.mqtt = _mqtt_service(config, store, daemon.controller)
     return daemon
+
+
+def _mqtt_service(config: Config, store: Store, controller: Controller) -> MqttRunner | None:
+    """The MQTT task, or None (logged) when the client library is not installed."""
+    from bms_daemon.mqtt import config as mqtt_config  # noqa: PLC0415
+    from bms_daemon.mqtt.identity import device_serial  # noqa: PLC0415
+
+    if not mqtt_config.available():
+        log.error("mqtt_unavailable", problem="[mqtt] enabled = true but the MQTT client is "
+                  "not installed", fix=mqtt_config.INSTALL_HINT,
+                  action="running without MQTT; protection is not affected")
+        return None
+    from bms_daemon.mqtt.service import MqttService  # noqa: PLC0415 (lazy: aiomqtt, paho)
+
+    return MqttService(config.mqtt, controller, device_serial(store))
 
 
 def _ble_runner(

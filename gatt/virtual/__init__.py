@@ -13,8 +13,9 @@ SetPairingMode, ListAdvertisements/Refusals/Links/Applications).
 
 Modules: :mod:`.air` (AD bytes), :mod:`.errors` (error mapping), :mod:`.adapter`,
 :mod:`.device` (Device1 and the link), :mod:`.gatt_mirror` (attribute database and its mirror),
-:mod:`.acquire`, :mod:`.world` (routing, clean-up), :mod:`.control`, :mod:`.service` (the
-emulator process), :mod:`.bus` (launcher), :mod:`.cli`, :mod:`.config`.
+:mod:`.acquire`, :mod:`.monitor` (passive scanning), :mod:`.world` (routing, clean-up),
+:mod:`.control`, :mod:`.service` (the emulator process), :mod:`.bus` (launcher), :mod:`.cli`,
+:mod:`.config`, :mod:`.beacon` (test broadcasters, also on real BlueZ).
 
 Honest limits: what real BlueZ (and the air) do that this does not
 -------------------------------------------------------------------
@@ -36,8 +37,11 @@ Advertising and discovery
     exposed; Name is "" rather than absent for a nameless advertiser.  Devices are never
     removed after discovery stops (BlueZ drops temporary devices after about 30 s).
     Discovery filters: UUIDs, RSSI and Pattern; DuplicateData is ignored (every report is
-    signalled).  No passive scanning
-    (AdvertisementMonitor1), no Adapter1.ConnectDevice, no BR/EDR at all.
+    signalled, where BlueZ signals only changed properties).  Passive scanning
+    (AdvertisementMonitor1, only with ``--experimental`` as on BlueZ 5.66: :mod:`.monitor`)
+    has no RSSI thresholds and never sends DeviceLost.  Any adapter can scan while it
+    advertises and serves GATT (as on BlueZ); it never hears its own advertisement.
+    No Adapter1.ConnectDevice, no BR/EDR at all.
 GATT
   * The peripheral's own GAP (0x1800) and GATT (0x1801) services are not mirrored, so there is
     no Service Changed characteristic; application handles start at 0x0010 and are assigned in

@@ -39,6 +39,7 @@ from gatt.virtual.dbus_types import (
 )
 from gatt.virtual.device import Device
 from gatt.virtual.gatt_mirror import FIRST_APP_HANDLE, Application, build_application
+from gatt.virtual.monitor import MonitorManager
 
 if TYPE_CHECKING:
     from gatt.virtual.world import World
@@ -125,11 +126,25 @@ class Adapter(ServiceInterface):
         self.devices: dict[str, Device] = {}
         self.gatt = GattManager(self)
         self.advertising = AdvertisingManager(self)
+        self.monitors = MonitorManager(self)
         self.next_handle = FIRST_APP_HANDLE
 
     @property
     def discovering(self) -> bool:
         return bool(self.discovery.sessions)
+
+    @property
+    def listening(self) -> bool:
+        """Scanning for any reason: a discovery session (active) or a monitor (passive)."""
+        return self.discovering or bool(self.monitors.active_monitors())
+
+    def interfaces(self) -> list[ServiceInterface]:
+        """What BlueZ exports at the adapter's path (the monitor manager only when
+        experimental features are on, as bluetoothd ``-E``)."""
+        found: list[ServiceInterface] = [self, self.gatt, self.advertising]
+        if self.world.config.experimental:
+            found.append(self.monitors)
+        return found
 
     @dbus_property(access=READ)
     def Address(self) -> Str:
@@ -224,9 +239,7 @@ class Adapter(ServiceInterface):
             self.emit_properties_changed({"Discovering": True})
             # Reports start after this reply and repeat: bleak registers its callback only
             # once StartDiscovery has returned (research/bluez-dbus.md 2.3).
-            self.discovery.task = asyncio.get_running_loop().create_task(
-                self.world.report_loop(self)
-            )
+            self.world.listening_changed(self)
 
     @dbus_method()
     def StopDiscovery(self) -> None:
@@ -239,9 +252,7 @@ class Adapter(ServiceInterface):
         self.discovery.sessions.discard(who)
         self.discovery.filters.pop(who, None)
         if not self.discovery.sessions:
-            if self.discovery.task is not None:
-                self.discovery.task.cancel()
-                self.discovery.task = None
+            self.world.listening_changed(self)
             self.emit_properties_changed({"Discovering": False})
 
     @dbus_method()

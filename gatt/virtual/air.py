@@ -233,7 +233,8 @@ def build_frame(
     return AirFrame(adv_data, scan_response, connectable=adv.type == "peripheral")
 
 
-def _split(data: bytes) -> list[tuple[int, bytes]]:
+def split_ad(data: bytes) -> list[tuple[int, bytes]]:
+    """The (AD type, payload) structures of advertising data, as a scanner parses them."""
     out: list[tuple[int, bytes]] = []
     pos = 0
     while pos + 1 < len(data):
@@ -266,7 +267,7 @@ def decode(frame: AirFrame, *, active: bool = True) -> Report:
     appearance: int | None = None
     flags: int | None = None
     data = frame.adv_data + (frame.scan_response if active else b"")
-    for ad_type, payload in _split(data):
+    for ad_type, payload in split_ad(data):
         if ad_type == AD_FLAGS and payload:
             flags = payload[0]
         elif ad_type in (AD_UUID16_ALL, AD_UUID32_ALL, AD_UUID128_ALL):

@@ -346,6 +346,8 @@ async def start_virtual_bus(
             "--report-interval",
             str(config.report_interval),
         ]
+        if config.experimental:
+            argv.append("--experimental")
         if verbose:
             argv.append("--verbose")
         emulator = await asyncio.create_subprocess_exec(

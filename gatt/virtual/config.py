@@ -21,6 +21,9 @@ class WorldConfig:
     pairing: str = "just-works"
     """What Device1.Pair achieves: an encrypted link (just-works), an authenticated one, or
     a refusal (reject)."""
+    experimental: bool = False
+    """bluetoothd ``--experimental``: adapters offer AdvertisementMonitorManager1 (passive
+    scanning), which BlueZ 5.66 creates only then."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.adapters <= 16:
@@ -68,6 +71,12 @@ def add_world_options(parser: argparse.ArgumentParser) -> None:
         help="RSSI (dBm) of the advertising reports, give or take 2 (default %(default)s)",
     )
     parser.add_argument(
+        "--experimental",
+        action="store_true",
+        help="offer BlueZ's experimental interfaces, as bluetoothd --experimental "
+        "(AdvertisementMonitorManager1: passive scanning)",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="log every registration and link"
     )
 
@@ -80,4 +89,5 @@ def config_from(args: argparse.Namespace) -> WorldConfig:
         report_interval=args.report_interval,
         rssi=args.rssi,
         pairing=args.pairing,
+        experimental=args.experimental,
     )

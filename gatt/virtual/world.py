@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from dbus_fast import Message, MessageFlag, MessageType, Variant
@@ -31,6 +31,7 @@ from gatt.virtual.dbus_types import (
     BLUEZ,
     CONTROL_PATH,
     GATT_CHARACTERISTIC,
+    OBJECT_MANAGER,
     PROPERTIES,
     SENDER,
 )
@@ -70,6 +71,7 @@ class World:
         self.agents: dict[str, str] = {}  # owner -> path of its pairing agent (AgentManager1)
         self.notify_counts: dict[tuple[str, str, str], int] = {}
         self.watched: set[str] = set()
+        self.watched_objects: set[str] = set()
         self.ticks = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.finished: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
@@ -82,7 +84,7 @@ class World:
         self.bus.add_message_handler(self._on_message)
         self.bus.export("/", Root())
         for adapter in self.adapters:
-            for iface in (adapter, adapter.gatt, adapter.advertising):
+            for iface in adapter.interfaces():
                 self.bus.export(adapter.path, iface)
         self.bus.export(CONTROL_PATH, AgentManager(self.agents))
         self.bus.export(CONTROL_PATH, Control(self))
@@ -115,6 +117,8 @@ class World:
         elif msg.message_type == MessageType.SIGNAL:
             if msg.member == "PropertiesChanged" and msg.interface == PROPERTIES and msg.sender:
                 self._on_properties_changed(msg)
+            elif msg.interface == OBJECT_MANAGER and msg.sender in self.watched_objects:
+                self._on_object_manager(msg)
             elif msg.member == "NameOwnerChanged" and msg.sender == DBUS:
                 name, _old, new = msg.body
                 if not new and name.startswith(":"):
@@ -132,6 +136,33 @@ class World:
             value = bytes(changed["Value"].value)
             for link in self.links:
                 link.notify(sender, path, value)
+
+    def _on_object_manager(self, msg: Message) -> None:
+        """An application's objects come and go (bleak exports its monitor after
+        RegisterMonitor): the adapters' monitor managers pick up or drop monitors."""
+        sender = msg.sender or ""
+        if msg.member == "InterfacesAdded":
+            path, interfaces = msg.body
+            for adapter in self.adapters:
+                adapter.monitors.interfaces_added(sender, path, interfaces)
+        elif msg.member == "InterfacesRemoved":
+            path, names = msg.body
+            for adapter in self.adapters:
+                adapter.monitors.interfaces_removed(sender, path, names)
+
+    async def watch_objects(self, owner: str) -> None:
+        """Listen to an application's InterfacesAdded/Removed (advertisement monitors)."""
+        if owner not in self.watched_objects:
+            self.watched_objects.add(owner)
+            await self.add_match(
+                f"type='signal',sender='{owner}',interface='{OBJECT_MANAGER}'"
+            )
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, kept referenced until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def add_match(self, rule: str) -> None:
         await self._dbus_call("AddMatch", rule)
@@ -189,9 +220,7 @@ class World:
             await self._dbus_call("NameHasOwner", BLUEZ)
             action()
 
-        task = asyncio.get_running_loop().create_task(later())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(later())
 
     # -- owners going away ------------------------------------------------------------------
 
@@ -207,9 +236,12 @@ class World:
             if owner in adapter.discovery.sessions:
                 adapter.end_discovery(owner)
             adapter.discovery.filters.pop(owner, None)
+            adapter.monitors.remove_owner(owner)
+            self.listening_changed(adapter)
         for link in self.links:
             link.drop_sender(owner)
         self.watched.discard(owner)  # the bus daemon drops match rules on a vanished sender
+        self.watched_objects.discard(owner)
 
     # -- applications -----------------------------------------------------------------------
 
@@ -256,6 +288,18 @@ class World:
 
     # -- the air ----------------------------------------------------------------------------
 
+    def listening_changed(self, adapter: Adapter) -> None:
+        """Start the adapter's advertising reports when it begins to scan (actively or
+        passively), stop them when it no longer does."""
+        task = adapter.discovery.task
+        if adapter.listening and task is None:
+            adapter.discovery.task = asyncio.get_running_loop().create_task(
+                self.report_loop(adapter)
+            )
+        elif not adapter.listening and task is not None:
+            task.cancel()
+            adapter.discovery.task = None
+
     async def report_loop(self, central: Adapter) -> None:
         while True:
             await asyncio.sleep(self.config.report_interval)
@@ -273,13 +317,11 @@ class World:
                 continue
             regs = list(peripheral.advertising.ads.values())
             reg = regs[self.ticks % len(regs)]  # several instances take turns on the air
-            report = air.decode(reg.frame)
-            filters = [central.discovery.filters.get(s) for s in central.discovery.sessions]
-            if filters and all(
-                f is not None and not f.accepts(report, peripheral.address, rssi) for f in filters
-            ):
-                continue
+            # Only an active scan (a discovery session) sends scan requests.
+            report = air.decode(reg.frame, active=central.discovering)
             path = device_path(central.path, peripheral.address)
+            if not self._heard(central, report, peripheral.address, rssi, reg.frame):
+                continue
             dev = central.devices.get(path)
             fields = {
                 "remote_name": report.name or (dev.remote_name if dev else ""),
@@ -294,6 +336,7 @@ class World:
                     setattr(dev, key, value)
                 central.devices[path] = dev
                 self.bus.export(path, dev)  # InterfacesAdded carries the report
+                central.monitors.found(path, reg.frame.adv_data)
                 continue
             for key, value in fields.items():
                 setattr(dev, key, value)
@@ -309,6 +352,21 @@ class World:
                     "ServiceData": {k: Variant("ay", v) for k, v in dev.service_data.items()},
                 }
             )
+            central.monitors.found(path, reg.frame.adv_data)
+
+    @staticmethod
+    def _heard(
+        central: Adapter, report: air.Report, address: str, rssi: int, frame: air.AirFrame
+    ) -> bool:
+        """Does this report reach the central's applications: through a discovery session
+        whose filter accepts it, or through a monitor whose pattern matches?"""
+        if central.discovering:
+            filters = [central.discovery.filters.get(s) for s in central.discovery.sessions]
+            if not filters or any(
+                f is None or f.accepts(report, address, rssi) for f in filters
+            ):
+                return True
+        return any(m.matches(frame.adv_data) for m in central.monitors.active_monitors())
 
     def device_on(self, local: Adapter, peer: Adapter) -> Device:
         path = device_path(local.path, peer.address)
