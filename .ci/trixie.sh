@@ -71,5 +71,5 @@ exec unshare --mount --propagation private -- bash -euc '
   mount --bind "$repo" "$root$repo"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf"
   cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
-  exec chroot "$root" /usr/bin/env -C "$repo" HOME=/root PATH=/usr/local/bin:/usr/bin:/bin "$@"
+  exec chroot "$root" /usr/bin/env -C "$repo" HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
 ' trixie "$ROOT" "$REPO" "${CMD[@]}"
