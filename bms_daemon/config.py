@@ -282,6 +282,12 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
         ),
     )
 
+    # The embedded [source] describes the demo bank; a file that names its own source type
+    # describes its source whole (the demo's keys would be unknown to another type, and would
+    # turn a plain simulated bank into the demo's day).
+    user_source = user.get("source")
+    if isinstance(user_source, dict) and "type" in user_source:
+        table["source"] = dict(user_source)
     source = dict(table["source"])
     source_type = source.get("type")
     if not isinstance(source_type, str) or not source_type:

@@ -124,6 +124,7 @@ class Daemon:
         self.persister = Persister(store, bms.snapshot, interval_s=save_interval_s)
         self.controller = Controller(bms, clock, on_change=self.persister.request)
         self.ble_runner = ble
+        self.demo_speed: float | None = None  # set with a demo clock (sources/demo.py)
         self.ble_service: Any = None  # set by the BLE runner: has .advertising / .connected
         self.mqtt: MqttRunner | None = None  # set by build() when [mqtt] is enabled
         self.ready = asyncio.Event()
@@ -213,11 +214,12 @@ class Daemon:
             log.info("remote", remote="on" if status.remote else "off")
             seen.remote = status.remote
         if seen.status_logged_at is None or now - seen.status_logged_at >= STATUS_LOG_INTERVAL_S:
+            demo = {"demo_speed": self.demo_speed} if self.demo_speed else {}
             log.info("status", soc=_soc(status.soc), voltage=_round(status.voltage, 2),
-                     current=_round(status.current, 2), ttg_min=_round(status.ttg_min, 0))
+                     current=_round(status.current, 2), ttg_min=_round(status.ttg_min, 0), **demo)
             seen.status_logged_at = now
 
-        text = status_line(status, driven)
+        text = status_line(status, driven, self.demo_speed)
         if text != seen.notify_status:
             systemd.notify(f"STATUS={text}")
             seen.notify_status = text
@@ -354,10 +356,11 @@ def _soc(soc: float | None) -> str:
     return "unknown" if soc is None else f"{soc:.1f}%"
 
 
-def status_line(status: Status, driven: Outputs) -> str:
-    """The one line shown by ``systemctl status smallbms``."""
+def status_line(status: Status, driven: Outputs, demo_speed: float | None = None) -> str:
+    """The one line shown by ``systemctl status smallbms`` (marked when time runs fast)."""
     soc = "unknown" if status.soc is None else f"{status.soc:.0f}%"
-    parts = [
+    parts = [f"DEMO {demo_speed:g}x real time"] if demo_speed else []
+    parts += [
         f"SOC {soc}",
         f"load {'on' if driven.load else 'off'}",
         f"charger {'on' if driven.charger else 'off'}",
@@ -408,7 +411,9 @@ def open_gpio(config: Config, state_directory: Path) -> OutputDriver:
     return OutputDriver(port)
 
 
-def build(config: Config, state_directory: Path) -> Daemon:
+def build(
+    config: Config, state_directory: Path, *, clock: Callable[[], float] = time.monotonic
+) -> Daemon:
     """Wire everything from a validated config (raises ConfigError for a bad [source])."""
     factory = source_factory()
     if factory is None:
@@ -422,6 +427,10 @@ def build(config: Config, state_directory: Path) -> Daemon:
     if leftovers:
         log.info("removed_interrupted_saves", files=leftovers)
     bms, saved = load_bms(config, store)
+    initial_soc = getattr(source, "initial_soc", None)  # a simulated bank with known_soc
+    if saved is None and initial_soc is not None:
+        bms.command("set_soc", round(initial_soc, 1), clock())
+        log.info("soc_known_at_start", soc=_soc(bms.status.soc), why="[source] known_soc")
     driver = open_gpio(config, state_directory)
     daemon = Daemon(
         bms=bms,
@@ -430,6 +439,7 @@ def build(config: Config, state_directory: Path) -> Daemon:
         store=store,
         rate_hz=config.bms.rate_hz,
         save_interval_s=config.bms.save_interval_s,
+        clock=clock,
     )
     daemon.persister.mark_saved(saved)
     if config.ble.enabled:
@@ -486,6 +496,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="override [bms] state_directory")
     parser.add_argument("--no-ble", action="store_true",
                         help="do not start Bluetooth (same as [ble] enabled = false)")
+    parser.add_argument("--demo-speed", type=float, metavar="N",
+                        help="demonstrations: run the simulated bank's day N times faster than "
+                             "real time (at most 120 at 2 Hz); marked in the logs and the "
+                             "status line; refused with any other source")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -510,6 +524,10 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_BAD_CONFIG
     # the whole file, [source] included, before anything is logged as started or created
     problem = check_source(config)
+    if problem is None and args.demo_speed is not None:
+        from bms_daemon.sources.demo import check_demo_speed  # noqa: PLC0415 (demos only)
+
+        problem = check_demo_speed(args.demo_speed, config.bms.rate_hz, config.source.get("type"))
     if problem:
         print(f"smallbms: error: {problem}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -520,6 +538,14 @@ def main(args: argparse.Namespace) -> int:
     smallbms_logging.configure(config.logging.level, config.logging.format)
     state_directory = config.state_directory()
     log.info("starting", config=config.origin, pid=os.getpid())
+    clock: Callable[[], float] = time.monotonic
+    if args.demo_speed is not None:
+        from bms_daemon.sources.demo import demo_clock  # noqa: PLC0415 (demos only)
+
+        clock = demo_clock(args.demo_speed)
+        log.warning("demo_speed", speed=args.demo_speed,
+                    meaning=f"simulated time runs {args.demo_speed:g}x faster than real time: "
+                            "a demonstration, not a battery")
     problem = prepare_state_directory(state_directory)
     if problem:
         # Protecting the battery matters more than remembering SOC: run, say so loudly.
@@ -528,7 +554,8 @@ def main(args: argparse.Namespace) -> int:
     for line in summary(config).splitlines():
         log.info("config", detail=line.strip())
     try:
-        daemon = build(config, state_directory)
+        daemon = build(config, state_directory, clock=clock)
+        daemon.demo_speed = args.demo_speed
     except ConfigError as exc:
         print(f"smallbms: error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG

@@ -139,6 +139,10 @@ def parse_scenario(text: str, origin: str = "<scenario>") -> Scenario:
         )
     except ValueError as exc:
         raise lines.error_for_message("bank", str(exc), bank_table) from None
+    for daemon_only in ("profile", "start"):  # the daemon's day; scenarios have [[step]]s
+        if daemon_only in bank_table:
+            raise lines.error("bank", None, "is for the daemon's [source]; a scenario sets "
+                              "loads and the charger in each [[step]]", daemon_only)
     known_soc = bank_table.get("known_soc", KNOWN_SOC_DEFAULT)
     if not isinstance(known_soc, bool):
         raise lines.error("bank", None, f"must be true or false, not {known_soc!r}", "known_soc")
