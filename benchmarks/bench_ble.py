@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bleak import BleakClient, BleakScanner
 
+from bms_daemon.config import BleConfig
 from bms_daemon.core.settings import Settings
 from bms_daemon.core.types import History, Leds, Outputs, Status
 from bms_daemon.store import MemoryStore
@@ -170,19 +171,11 @@ class Publisher:
             listener(self._status)
 
 
-@dataclasses.dataclass
-class Config:
-    enabled: bool = True
-    adapter: str = "hci0"
-    name: str = NAME
-    product_id: int = 0xA3EC
-
-
 async def bench_notifications(rate: float, duration: float) -> None:
     async with start_virtual_bus() as bus:
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
         device = Publisher()
-        service = BleService(device, Config(), MemoryStore())
+        service = BleService(device, BleConfig(name=NAME), MemoryStore())
         task = asyncio.create_task(service.run())
         try:
             found, _ = await first_advertisement()

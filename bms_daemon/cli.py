@@ -30,6 +30,8 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("key", "bms_daemon.keycmd", "print the instant-readout key (hex) from the state directory"),
     ("virtual-bus", "gatt.virtual.cli", "start a private D-Bus with a virtual BlueZ"),
     ("float-outputs", "bms_daemon.floatcmd", "release every output of a stopped daemon"),
+    ("reset-pin", "bms_daemon.state.resetpin",
+     "set a new Bluetooth PIN (a lost or forgotten PIN; restart the daemon after)"),
     ("install-service", "bms_daemon.install.command",
      "write the systemd unit and the example configuration (/etc)"),
 )

@@ -1,11 +1,13 @@
 """The running BMS as the outside world sees it: ``DeviceControl`` over the core's ``Bms``.
 
 The control loop is the only caller of ``step``; the BLE side (and anything else) reads the
-latest status and asks for setting changes or commands through this object.  Every accepted
-change is reported to ``on_change`` so the daemon saves the state *at once* (a setting the user
-just changed must survive a power cut a second later), while the slowly drifting SOC is saved at
-a bounded rate.  Listeners that misbehave are logged and dropped from that one call; they can
-never break the control loop.
+latest status and asks for setting changes or commands through this object.  A change of the
+settings is written to disk (fsynced) by ``save_settings`` *before* the call returns, so what a
+client is told was set survives a power cut a moment later; when the disk refuses, the call
+raises ``NotSavedError`` (the change is in force, but not durable) and the client is told so.
+Every accepted change or command is also reported to ``on_change`` (the persistence policy
+saves the counters soon), while the slowly drifting SOC is saved at a bounded rate.  Listeners
+that misbehave are logged and dropped from that one call; they can never break the control loop.
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ class Controller:
         bms: BmsCore,
         clock: Callable[[], float],
         on_change: Callable[[str], None] | None = None,
+        save_settings: Callable[[Settings], None] | None = None,
     ) -> None:
         self.bms = bms
         self.clock = clock
         self.on_change = on_change
+        self.save_settings = save_settings
         self._listeners: list[StatusListener] = []
 
     # --- the control loop's side ------------------------------------------------------------
@@ -88,13 +92,22 @@ class Controller:
             log.info("setting_changed", setting=name,
                      value="******" if name == "pin" else getattr(new, name, value))
             self._changed(f"setting {name}")
+            self._save(new)
         return new
 
     def command(self, name: str, argument: float | None = None) -> str:
+        before = self.bms.settings
         result = self.bms.command(name, argument, self.clock())
         log.info("command", command=name, argument=argument, result=result)
         self._changed(f"command {name}")
+        if self.bms.settings != before:
+            self._save(self.bms.settings)
         return result
+
+    def _save(self, settings: Settings) -> None:
+        """Settings on disk before the caller answers (raises NotSavedError)."""
+        if self.save_settings is not None:
+            self.save_settings(settings)
 
     def subscribe(self, listener: StatusListener) -> Callable[[], None]:
         self._listeners.append(listener)

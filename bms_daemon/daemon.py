@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 
@@ -49,11 +49,11 @@ from bms_daemon.config import (
 )
 from bms_daemon.config import load as load_config
 from bms_daemon.controller import BmsCore, Controller
-from bms_daemon.core.settings import SettingError
 from bms_daemon.core.types import Inputs, Outputs, Readings, Status
 from bms_daemon.gpio import GpioError, GpioPort, open_port
 from bms_daemon.gpio.driver import OutputDriver, next_blink_edge
-from bms_daemon.persistence import STATE_NAME, Persister
+from bms_daemon.persistence import Persister
+from bms_daemon.state.layout import DocumentStore, Restored, SettingsFile, counters_of, restore
 from bms_daemon.store import FileStore, Store
 
 log = structlog.get_logger("smallbms.daemon")
@@ -121,8 +121,11 @@ class Daemon:
         self.store = store
         self.period = 1.0 / rate_hz
         self.clock = clock
-        self.persister = Persister(store, bms.snapshot, interval_s=save_interval_s)
-        self.controller = Controller(bms, clock, on_change=self.persister.request)
+        self.persister = Persister(store, lambda: counters_of(bms.snapshot()),
+                                   interval_s=save_interval_s)
+        self.settings_file = SettingsFile(cast(DocumentStore, store))
+        self.controller = Controller(bms, clock, on_change=self.persister.request,
+                                     save_settings=self.settings_file.save)
         self.ble_runner = ble
         self.demo_speed: float | None = None  # set with a demo clock (sources/demo.py)
         self.ble_service: Any = None  # set by the BLE runner: has .advertising / .connected
@@ -373,30 +376,17 @@ def status_line(status: Status, driven: Outputs, demo_speed: float | None = None
 
 
 # --- building from a configuration -------------------------------------------------------------
-def load_bms(config: Config, store: FileStore) -> tuple[BmsCore, dict[str, Any] | None]:
-    """The core, restored from the state directory when its snapshot is usable.
+def load_bms(config: Config, store: FileStore) -> Restored:
+    """The core, restored from the state directory as far as each part can be trusted.
 
-    A missing or corrupt snapshot starts a fresh core from the seed settings (SOC unknown); a
-    corrupt one is kept aside by the store and logged.  ``[settings]`` seeds apply only then.
+    bms_daemon/state/layout.py decides what is kept: settings and PIN apart from the counters,
+    a bad part set aside on its own, a lost PIN state loud and never the factory PIN.
     """
-    from bms_daemon.core.bms import Bms  # noqa: PLC0415 (the core; imported when running)
-
-    saved = store.load(STATE_NAME)
-    if saved is not None:
-        try:
-            bms = Bms(saved=saved)
-        except (ValueError, TypeError, KeyError, SettingError) as exc:
-            store.set_aside(STATE_NAME, f"not a usable BMS snapshot ({exc})")
-        else:
-            log.info("state_restored", file=str(store.path(STATE_NAME)),
-                     soc=_soc(bms.status.soc))
-            if config.settings:
-                log.info("settings_seeds_ignored", seeds=sorted(config.settings),
-                         why="stored settings win after the first start")
-            return bms, saved
-    seeds = config.seed_settings()
-    log.info("state_fresh", soc="unknown", settings_seeded=sorted(config.settings))
-    return Bms(settings=seeds), None
+    restored = restore(store, config.settings)
+    if restored.counters is not None:
+        log.info("state_restored", file=str(store.path("bms")),
+                 soc=_soc(restored.bms.status.soc))
+    return restored
 
 
 def open_gpio(config: Config, state_directory: Path) -> OutputDriver:
@@ -426,14 +416,14 @@ def build(
     leftovers = store.remove_temporaries()
     if leftovers:
         log.info("removed_interrupted_saves", files=leftovers)
-    bms, saved = load_bms(config, store)
+    restored = load_bms(config, store)
     initial_soc = getattr(source, "initial_soc", None)  # a simulated bank with known_soc
-    if saved is None and initial_soc is not None:
-        bms.command("set_soc", round(initial_soc, 1), clock())
-        log.info("soc_known_at_start", soc=_soc(bms.status.soc), why="[source] known_soc")
+    if restored.counters is None and initial_soc is not None:
+        restored.bms.command("set_soc", round(initial_soc, 1), clock())
+        log.info("soc_known_at_start", soc=_soc(restored.bms.status.soc), why="[source] known_soc")
     driver = open_gpio(config, state_directory)
     daemon = Daemon(
-        bms=bms,
+        bms=restored.bms,
         source=source,
         driver=driver,
         store=store,
@@ -441,9 +431,15 @@ def build(
         save_interval_s=config.bms.save_interval_s,
         clock=clock,
     )
-    daemon.persister.mark_saved(saved)
+    daemon.persister.mark_saved(restored.counters)
+    daemon.settings_file.pin_lost = restored.pin_lost
+    if not restored.settings_on_disk and not restored.pin_lost:
+        # a first start or a migration: from now on a lost settings file is noticed (a failure
+        # is logged by the save, and the state directory problem was reported already)
+        with contextlib.suppress(OSError):
+            daemon.settings_file.save(restored.bms.settings)
     if config.ble.enabled:
-        daemon.ble_runner = _ble_runner(config, store, daemon)
+        daemon.ble_runner = _ble_runner(config, store, daemon, pin_lost=restored.pin_lost)
     if config.mqtt.enabled:
         daemon.mqtt = _mqtt_service(config, store, daemon.controller)
     return daemon
@@ -465,7 +461,7 @@ def _mqtt_service(config: Config, store: Store, controller: Controller) -> MqttR
 
 
 def _ble_runner(
-    config: Config, store: Store, daemon: Daemon
+    config: Config, store: Store, daemon: Daemon, *, pin_lost: bool = False
 ) -> Callable[[Controller], AsyncIterator[None]]:
     async def run(controller: Controller) -> AsyncIterator[None]:
         try:
@@ -473,7 +469,8 @@ def _ble_runner(
         except ImportError as exc:
             raise BleUnavailableError(f"gatt.service is not available: {exc}") from exc
         async with ble_environment(config.ble):
-            service = service_module.BleService(device=controller, config=config.ble, store=store)
+            service = service_module.BleService(device=controller, config=config.ble, store=store,
+                                                pin_lost=pin_lost)
             daemon.ble_service = service
             yield None
             await service.run()

@@ -18,6 +18,11 @@ from bms_daemon.core.types import History, Status
 StatusListener = Callable[[Status], None]
 
 
+class NotSavedError(OSError):
+    """A change is in force but did not reach the disk (full, read-only, failing card, or the
+    PIN state is lost): it is lost at the next restart.  The message says so to a user."""
+
+
 class DeviceControl(Protocol):
     """The BMS as the BLE side sees it."""
 
@@ -37,13 +42,15 @@ class DeviceControl(Protocol):
         """Change one setting by its config name; returns the new settings.
 
         Raises ``SettingError`` (nothing changed) when the name is unknown or the value is out
-        of range or inconsistent with another setting.
+        of range or inconsistent with another setting, and ``NotSavedError`` when the change is
+        in force but could not be written to disk; on return, the change is on disk.
         """
         ...
 
     def command(self, name: str, argument: float | None = None) -> str:
         """Run a command (``set_soc``, ``synchronise``, ``reset_history``, ``factory_reset``);
-        returns a short confirmation.  Raises ``SettingError`` when rejected."""
+        returns a short confirmation.  Raises ``SettingError`` when rejected, ``NotSavedError``
+        when it changed the settings but they could not be written to disk."""
         ...
 
     def subscribe(self, listener: StatusListener) -> Callable[[], None]:

@@ -6,9 +6,14 @@ atomic: the new content goes to a temporary file in the same directory, is flush
 (fsync), renamed over the old file (atomic on POSIX), and the directory itself is fsynced so the
 rename survives too.  A reader therefore always sees the old or the new version, never a mix.
 
-A file that is nevertheless unreadable (a bad SD card, a hand edit) must never stop the daemon
-from protecting the battery: ``load`` moves it aside as ``NAME.json.corrupt-<time>`` (kept for
-a human to look at), logs why, and returns ``None`` so the caller starts from safe values.
+A file that is nevertheless untrustworthy (a bad SD card, a hand edit, a hostile write) must
+never stop the daemon from protecting the battery: ``load`` moves it aside as
+``NAME.json.corrupt-<time>`` (kept for a human to look at), logs why, and returns ``None`` so the
+caller starts from safe values.  "Untrustworthy" is anything but a small, plain JSON object: more
+than ``MAX_DOCUMENT_BYTES``, not UTF-8, nested deeper than ``MAX_DEPTH``, ``NaN``/``Infinity``
+or numbers beyond what a double holds, integers of more than ``MAX_INT_DIGITS`` digits.  A
+UTF-8 byte-order mark (what some text editors add) is accepted and ignored.  The checks happen
+before and during parsing, so a crafted file cannot exhaust the stack or the memory first.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import re
 import tempfile
@@ -34,6 +40,82 @@ CORRUPT_MARK = ".corrupt-"
 FILE_MODE = 0o644  # readable state (settings, SOC, history)
 SECRET_MODE = 0o600  # the readout key: owner only, from the first byte written
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_DOCUMENT_BYTES = 256 * 1024  # our largest document (history, settings) is a few kB
+MAX_DEPTH = 16  # our documents nest 4 levels at most
+MAX_INT_DIGITS = 20  # 64-bit counters; more is not ours
+_BOM = b"\xef\xbb\xbf"
+
+
+class UntrustedContentError(ValueError):
+    """The bytes of a state file are not a document we could have written."""
+
+
+def parse_document(raw: bytes) -> dict[str, Any]:
+    """The JSON object in ``raw``; ``UntrustedContentError`` saying why not (never anything else).
+
+    Bounded work whatever the input: size first, then a bracket-depth scan before ``json``
+    recurses, then the values (non-finite or oversized numbers) as the parser builds them.
+    """
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise UntrustedContentError(f"{len(raw)} bytes, more than the {MAX_DOCUMENT_BYTES} a state "
+                               "file can hold")
+    raw = raw.removeprefix(_BOM)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UntrustedContentError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    depth = _max_depth(text)
+    if depth > MAX_DEPTH:
+        raise UntrustedContentError(f"nested {depth} levels deep (at most {MAX_DEPTH})")
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int,
+                          parse_float=_finite_float)
+    except UntrustedContentError:
+        raise
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise UntrustedContentError(f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UntrustedContentError(f"expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _max_depth(text: str) -> int:
+    """How deep brackets nest outside strings (a linear scan: no recursion, no allocation)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise UntrustedContentError(f"{name} is not a number a state file may hold")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise UntrustedContentError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise UntrustedContentError(f"{text[:20]} is beyond a double")
+    return value
 
 
 class StoreError(OSError):
@@ -71,7 +153,8 @@ class FileStore:
     def load(self, name: str) -> dict[str, Any] | None:
         path = self.path(name)
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as handle:  # never more than the limit into memory
+                raw = handle.read(MAX_DOCUMENT_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -83,14 +166,14 @@ class FileStore:
             log.error("state_unreadable", file=str(path), error=problem)
             return None
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self._set_aside(path, f"not valid JSON ({exc})")
+            return parse_document(raw)
+        except UntrustedContentError as exc:
+            self._set_aside(path, str(exc))
             return None
-        if not isinstance(data, dict):
-            self._set_aside(path, f"expected a JSON object, found {type(data).__name__}")
-            return None
-        return data
+
+    def exists(self, name: str) -> bool:
+        """A document ``name`` is present (trustworthy or not)."""
+        return self.path(name).exists()
 
     def set_aside(self, name: str, why: str) -> Path | None:
         """Move a document whose content the caller rejected out of the way (see ``load``)."""
@@ -174,6 +257,16 @@ class MemoryStore:
         self.documents: dict[str, dict[str, Any]] = {}
         self.secret: set[str] = set()
         self.saves = 0
+        self.aside: list[tuple[str, str, dict[str, Any]]] = []
+
+    def exists(self, name: str) -> bool:
+        return name in self.documents
+
+    def set_aside(self, name: str, why: str) -> None:
+        """Forget a document the caller rejected (``aside`` keeps it, with the reason)."""
+        document = self.documents.pop(name, None)
+        if document is not None:
+            self.aside.append((name, why, document))
 
     def load(self, name: str) -> dict[str, Any] | None:
         _check_name(name)

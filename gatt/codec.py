@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -423,7 +424,7 @@ class BatteryRecord:
     battery: BatteryStatus | None
 
 
-def encode_battery(index: int, batteries: tuple[BatteryStatus, ...]) -> bytes:
+def encode_battery(index: int, batteries: Sequence[BatteryStatus]) -> bytes:
     """Battery ``index`` (0-based) of ``batteries``; a header only when out of range."""
     count = min(len(batteries), MAX_BATTERIES)
     index = max(0, min(MAX_BATTERIES, index))

@@ -255,6 +255,7 @@ ATT_VALUE_REJECTED = 0x80  # the BMS refused the value (out of range, inconsiste
 ATT_WRONG_PIN = 0x81  # the challenge answer did not prove the PIN
 ATT_LOCKED_OUT = 0x82  # too many wrong PINs: wait (docs/security.md)
 ATT_UNKNOWN_COMMAND = 0x83  # control point: opcode not known
+ATT_NOT_SAVED = 0x84  # in force, but the disk refused it: lost at the next restart
 ATT_ERROR_MESSAGES: dict[int, str] = {
     ATT_INSUFFICIENT_AUTHORIZATION: "not authorised: authenticate with the PIN first",
     ATT_INVALID_VALUE_LENGTH: "wrong number of bytes for this characteristic",
@@ -262,4 +263,5 @@ ATT_ERROR_MESSAGES: dict[int, str] = {
     ATT_WRONG_PIN: "wrong PIN",
     ATT_LOCKED_OUT: "too many wrong PINs; wait and try again",
     ATT_UNKNOWN_COMMAND: "unknown command",
+    ATT_NOT_SAVED: "in force but NOT saved (disk full or read-only?): lost at the next restart",
 }

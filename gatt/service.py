@@ -34,7 +34,7 @@ import structlog
 
 from bms_daemon.core.settings import SettingError, Settings
 from bms_daemon.core.types import Status
-from bms_daemon.device import DeviceControl
+from bms_daemon.device import DeviceControl, NotSavedError
 from bms_daemon.store import Store
 from gatt import codec, profile, vereg
 from gatt.profile import Access
@@ -122,8 +122,10 @@ class BleService:
         clock: Callable[[], float] = time.monotonic,
         server_factory: ServerFactory = GattServer,
         broadcaster: Any = None,
+        pin_lost: bool = False,
     ) -> None:
         self._device = device
+        self._pin_lost = pin_lost  # bms_daemon/state/layout.py: refuse every PIN
         self._config = config
         self._store = store
         self._clock = clock
@@ -395,6 +397,11 @@ class BleService:
             raise AttError(profile.ATT_VALUE_REJECTED, f"{key} cannot be written")
 
     def _authenticate(self, data: bytes, now: float) -> None:
+        if self._pin_lost:
+            log.error("ble_auth_refused", reason="PIN state lost",
+                      action="run `smallbms reset-pin` (docs/security.md)")
+            raise AttError(profile.ATT_LOCKED_OUT, "the PIN state is lost: the operator must "
+                           "run `smallbms reset-pin`")
         self._sync_pin()
         try:
             self._guard.authenticate(data, now)
@@ -413,6 +420,13 @@ class BleService:
         try:
             value = setting.decode(opened.body)
             self._device.set_setting(name, value)
+        except NotSavedError as err:
+            # in force but not durable: the write is refused so the client does not report it
+            # as set, and the reason is indicated like a rejection's
+            self._indicate(codec.CommandResult(codec.OP_SETTING_REJECTED, opened.seq,
+                                               codec.RESULT_FAILED,
+                                               codec.message_bytes(f"set but {err}")))
+            raise AttError(profile.ATT_NOT_SAVED, str(err)) from None
         except (codec.CodecError, SettingError) as err:
             if isinstance(err, codec.CodecError) and err.length:
                 raise AttError(profile.ATT_INVALID_VALUE_LENGTH, str(err)) from None
@@ -436,6 +450,9 @@ class BleService:
             data = self._execute(command, opened, now)
         except (SettingError, codec.CodecError) as err:
             result, data = codec.RESULT_REJECTED, codec.message_bytes(str(err))
+        except NotSavedError as err:
+            result, data = codec.RESULT_FAILED, codec.message_bytes(
+                f"{command.name} done but {err}")
         except Exception as exc:  # reported to the client; the BMS goes on
             log.exception("ble_command_failed", command=command.name)
             result, data = codec.RESULT_FAILED, codec.message_bytes(f"internal error: {exc}")

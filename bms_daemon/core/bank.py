@@ -117,9 +117,7 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
         return _invalid(
             Code.E_B05, f"a battery does not report {model.cells} cells like a {model.name}", count
         )
-    mean_battery_voltage = sum([b.voltage for b in batteries]) / count
-    series = round(bank_voltage / mean_battery_voltage) if mean_battery_voltage > 0 else 1
-    series = max(1, series)
+    series = _series(batteries, bank_voltage)
     system = model.nominal_voltage * series
     if not any(abs(system - v) < NOMINAL_MATCH_V for v in SYSTEM_NOMINAL_VOLTAGES):
         return _invalid(
@@ -146,6 +144,46 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
             series,
         )
     return Topology(model, count, series, count // series, series * model.cells)
+
+
+class TopologyDetector:
+    """``detect_topology`` with a memory of the last bank it saw.
+
+    A bank's topology changes when a battery is added, removed or swapped, not from one sample
+    to the next; detecting it afresh at every step was a fixed cost of every step.  The answer
+    depends on the batteries' models and cell counts and on the series count (from the
+    voltages): the same of all three gives the same topology.  ``_shape`` lists what
+    ``detect_topology`` looks at besides the voltages: extend it along with that function.
+    """
+
+    __slots__ = ("_key", "_topology")
+
+    def __init__(self) -> None:
+        self._key: tuple[object, ...] | None = None
+        self._topology: Topology | None = None
+
+    def detect(self, batteries: Sequence[BatteryReading], bank_voltage: float) -> Topology:
+        """The same result as ``detect_topology(batteries, bank_voltage)``."""
+        key = (_shape(batteries), _series(batteries, bank_voltage))
+        topology = self._topology
+        if topology is None or key != self._key:
+            topology = self._topology = detect_topology(batteries, bank_voltage)
+            self._key = key
+        return topology
+
+
+def _shape(batteries: Sequence[BatteryReading]) -> tuple[object, ...]:
+    """What the topology depends on besides the voltages: each battery's model and cells."""
+    return (*[b.model for b in batteries], *[len(b.cell_voltages) for b in batteries])
+
+
+def _series(batteries: Sequence[BatteryReading], bank_voltage: float) -> int:
+    """Batteries in series: the bank voltage over the mean battery voltage, rounded (>= 1)."""
+    if not batteries:
+        return 1
+    mean_battery_voltage = sum([b.voltage for b in batteries]) / len(batteries)
+    series = round(bank_voltage / mean_battery_voltage) if mean_battery_voltage > 0 else 1
+    return max(1, series)
 
 
 def voltage_error(bank_voltage: float) -> Code | None:

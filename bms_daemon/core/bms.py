@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bms_daemon.core.balancer import Balancer
-from bms_daemon.core.bank import Topology, detect_topology, voltage_error
+from bms_daemon.core.bank import Topology, TopologyDetector, voltage_error
 from bms_daemon.core.errors import SnapshotError
 from bms_daemon.core.history import HistoryTracker
 from bms_daemon.core.leds import leds
@@ -34,8 +34,8 @@ from bms_daemon.core.soc import SocCounter, SocSource, zero_band
 from bms_daemon.core.types import (
     BalancerState,
     BankStatus,
+    BatteryList,
     BatteryReading,
-    BatteryStatus,
     Code,
     History,
     Inputs,
@@ -79,6 +79,8 @@ class Bms:
         if saved is not None:
             self._restore(saved)
         self._topology: Topology | None = None
+        self._detector = TopologyDetector()
+        self._serials: frozenset[str] = frozenset()  # of the batteries of the last readings
         self._capacity_ah = 0.0  # of the last valid bank; SOC keeps counting through an error
         self._first_now: float | None = None
         self._last_now: float | None = None
@@ -218,8 +220,11 @@ class Bms:
         """Everything a fresh sample changes: topology, SOC, sync, history, bank page."""
         batteries = readings.batteries
         voltage = readings.bank_voltage
-        topology = detect_topology(batteries, voltage)
+        topology = self._detector.detect(batteries, voltage)
         self._topology = topology
+        serials = self._serials
+        if len(serials) != len(batteries) or not serials.issuperset([b.serial for b in batteries]):
+            serials = self._serials = frozenset([b.serial for b in batteries])
         valid = topology.error is None
         if valid:
             self._capacity_ah = topology.capacity_ah
@@ -244,7 +249,7 @@ class Bms:
                 detection_s=settings.charge_detection_time * 60.0,
             ):
                 self._history.synchronised()
-                self._balancer.full_charge(frozenset(b.serial for b in batteries))
+                self._balancer.full_charge(serials)
             soc.check_rest(current, gap, voltage / topology.cells_in_series)
         value = soc.value()
         if value is not None:
@@ -280,7 +285,7 @@ class Bms:
         )
         balancer = self._balancer.state(
             soc.known,
-            frozenset(b.serial for b in batteries),
+            serials,
             current > 0.0,
             voltage >= charged_voltage,
             max_cell - min_cell,
@@ -310,21 +315,7 @@ class Bms:
             min_temperature=m.min_temperature,
             max_temperature=m.max_temperature,
             balancer=balancer,
-            battery_list=tuple(
-                [
-                    BatteryStatus(
-                        b.serial,
-                        b.model,
-                        capacity,
-                        b.firmware,
-                        b.voltage,
-                        b.current,
-                        b.temperature,
-                        b.cell_voltages,
-                    )
-                    for b in batteries
-                ]
-            ),
+            battery_list=BatteryList(tuple(batteries), capacity),
         )
 
     def _charged_voltage(self, cells_in_series: int) -> float:

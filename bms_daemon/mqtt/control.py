@@ -17,7 +17,7 @@ import structlog
 
 from bms_daemon.core.bms import COMMANDS
 from bms_daemon.core.settings import SettingError, Settings
-from bms_daemon.device import DeviceControl
+from bms_daemon.device import DeviceControl, NotSavedError
 from bms_daemon.mqtt import topics as t
 from bms_daemon.mqtt.discovery import PRESS
 from bms_daemon.mqtt.outbox import TokenBucket
@@ -94,6 +94,8 @@ class CommandHandler:
             message = self._set(name, text) if kind == t.SET else self._command(name, text)
         except SettingError as exc:
             return refuse(str(exc))
+        except NotSavedError as exc:  # in force, but lost at the next restart: say so
+            return refuse(f"in force but {exc}")
         except Exception as exc:  # a bug must not end the MQTT task; nothing was promised
             log.exception("mqtt_command_failed", topic=relative)
             return refuse(f"internal error: {type(exc).__name__}")

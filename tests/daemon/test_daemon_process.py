@@ -77,9 +77,12 @@ def test_corrupt_state_starts_with_soc_unknown_and_keeps_the_file(
     daemon.wait_notify("READY=1")
     corrupt = daemon.wait_log("state_corrupt")
     assert corrupt["kept_aside"].startswith(str(state / "bms.json.corrupt-"))
-    assert daemon.wait_log("state_fresh")["soc"] == "unknown"
+    # an old-format file held the settings and the PIN too: their loss is loud, never the
+    # factory PIN in silence
+    assert "reset-pin" in daemon.wait_log("pin_state_lost")["action"]
     assert Path(corrupt["kept_aside"]).read_text() == '{"version": 1, "soc": {"val'
     assert daemon.terminate() == 0
+    assert not (state / "settings.json").exists()
 
 
 def test_a_snapshot_the_core_rejects_is_kept_aside_too(start_daemon: Any, tmp_path: Path) -> None:
@@ -88,7 +91,7 @@ def test_a_snapshot_the_core_rejects_is_kept_aside_too(start_daemon: Any, tmp_pa
     (state / "bms.json").write_text(json.dumps({"version": 999}))
     daemon = start_daemon()
     daemon.wait_notify("READY=1")
-    assert "not a usable BMS snapshot" in daemon.wait_log("state_corrupt")["problem"]
+    assert "unsupported version 999" in daemon.wait_log("state_corrupt")["problem"]
     assert daemon.terminate() == 0
     assert list(state.glob("bms.json.corrupt-*"))
 

@@ -6,8 +6,10 @@ import dataclasses
 
 import pytest
 from core_helpers import Driver, bank
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bms_daemon.core.bank import MODELS, detect_topology, voltage_error
+from bms_daemon.core.bank import MODELS, TopologyDetector, detect_topology, voltage_error
 from bms_daemon.core.types import BatteryReading, Code, Readings, Reason
 
 
@@ -143,3 +145,27 @@ def test_voltage_not_allowed_floats_both_outputs() -> None:
     status = d.run(bank(), 1)
     assert status.errors == ()
     assert status.outputs.load
+
+
+_battery = st.builds(
+    BatteryReading,
+    serial=st.sampled_from(["A", "B", "C"]),
+    model=st.sampled_from(["12.8V-100Ah", "12.8V-200Ah", "25.6V-200Ah", "unknown"]),
+    firmware=st.just("v1"),
+    voltage=st.sampled_from([0.0, 12.8, 13.3, 25.6, 26.6]),
+    current=st.just(0.0),
+    temperature=st.just(25.0),
+    cell_voltages=st.sampled_from([(), (3.3,) * 4, (3.3,) * 8]),
+)
+
+
+@given(st.lists(st.tuples(st.lists(_battery, max_size=6),
+                          st.sampled_from([0.0, 12.8, 13.3, 26.6, 53.2, 70.0])), max_size=12))
+def test_the_remembered_topology_is_the_one_detected_afresh(
+    samples: list[tuple[list[BatteryReading], float]],
+) -> None:
+    """The topology detector that skips detection for an unchanged bank answers like a fresh
+    detection at every sample, through additions, removals, swaps and voltage changes."""
+    detector = TopologyDetector()
+    for batteries, bank_voltage in samples:
+        assert detector.detect(batteries, bank_voltage) == detect_topology(batteries, bank_voltage)

@@ -1,0 +1,7 @@
+"""What the BMS keeps in its state directory, file by file, and how much of it to trust.
+
+``layout`` splits the state in two documents with different lives: the settings and the PIN
+(changed by a person, saved at once and acknowledged only once on disk) and the counters (SOC,
+history: changed at every tick, saved by the persistence policy).  Damage to one never costs
+the other.  ``resetpin`` is the operator's way back when the PIN state is lost.
+"""
