@@ -328,11 +328,20 @@ def decode_status(data: BytesLike) -> StatusView:
 # --------------------------------------------------------------------------------------------
 # Battery Level (SIG 0x2A19)
 # --------------------------------------------------------------------------------------------
+# What a format without an "unknown" carries while the BMS does not know its SOC (never
+# synchronised nor set): the SIG Battery Level here and the instant readout (gatt/readout.py),
+# the same figure in both, so that no two outside views of one BMS disagree.  (ours) 100 %: what
+# a Victron battery monitor shows before its first synchronisation ("start synchronised"), and,
+# unlike 0 %, a value that cannot trip a phone's or an automation's low-battery action; the
+# LOAD and CHARGER outputs, not this figure, protect the battery.  Our own views (client,
+# JSON, GATT status, logs, MQTT) say "unknown".  docs/gatt-profile.md, docs/instant-readout.md.
+SOC_SENT_WHEN_UNKNOWN = 100.0
+
+
 def encode_battery_level(soc: float | None) -> bytes:
-    """SIG Battery Level: uint8 0-100 %.  The SIG format has no "unknown": an unknown SOC
-    reads 0, so a generic app shows an empty battery rather than a made-up figure."""
+    """SIG Battery Level: uint8 0-100 %; the format has no "unknown": SOC_SENT_WHEN_UNKNOWN."""
     if soc is None or not math.isfinite(soc):
-        return bytes([0])
+        soc = SOC_SENT_WHEN_UNKNOWN
     return bytes([max(0, min(100, round(soc)))])
 
 
