@@ -26,6 +26,7 @@ from bms_daemon.core.settings import SettingError
 from bms_daemon.core.types import Inputs, Status
 from bms_daemon.scenario import Scenario, ScenarioError, Step, load_scenario
 from bms_daemon.sources.simulated import SimulatedBank
+from bms_daemon.ui.progress import Progress
 
 DEFAULT_EVERY_S = 60.0
 DEFAULT_DT_S = 1.0
@@ -33,6 +34,7 @@ DAEMON_RATE_HZ = BmsConfig().rate_hz  # the daemon's default control loop rate, 
 MAX_DT_S = 60.0  # coarser ticks would blur the 5 s comms and 30 s pre-alarm rules
 PLOT_POINTS = 4000  # samples kept for --plot, spread over the run (plus every change)
 ROUND = 4  # decimals kept in the JSON lines
+PROGRESS_EVERY_MASK = 0x3FF  # the progress callback runs every 1024 steps (and it is cheap)
 
 Sink = Callable[[dict[str, Any]], None]
 
@@ -120,9 +122,12 @@ def main(args: argparse.Namespace) -> int:
     def emit(line: dict[str, Any]) -> None:
         out.write(json.dumps(line) + "\n")
 
+    progress = Progress(scenario.duration, _human, sys.stderr, label="smallbms simulate")
     try:
-        result = run_scenario(scenario, dt=dt, every=every, sink=emit, keep_samples=bool(plot_path))
+        result = run_scenario(scenario, dt=dt, every=every, sink=emit,
+                              keep_samples=bool(plot_path), progress=progress.update)
     except ScenarioError as exc:
+        progress.finish()
         return _fail(str(exc))
     except BrokenPipeError:  # `| head`: the reader has seen enough
         sys.stderr.close()
@@ -131,10 +136,13 @@ def main(args: argparse.Namespace) -> int:
     if plot_path is not None:
         from bms_daemon.plot import PlotError, plot_run  # noqa: PLC0415
 
+        progress.show(f"smallbms simulate: drawing {plot_path}")
         try:
             plot_run(result.samples, plot_path, title=scenario.description or str(args.scenario))
         except PlotError as exc:
+            progress.finish()
             return _fail(str(exc))
+    progress.finish()
     speed = result.simulated_s / result.wall_s if result.wall_s > 0 else math.inf
     print(
         f"smallbms simulate: {_human(result.simulated_s)} simulated in {result.wall_s:.2f} s "
@@ -151,6 +159,7 @@ def run_scenario(
     every: float = DEFAULT_EVERY_S,
     sink: Sink,
     keep_samples: bool = False,
+    progress: Callable[[float], None] | None = None,
 ) -> RunResult:
     """Run the scenario, calling ``sink`` with each output line; raises ScenarioError when the
     core rejects something the scenario asks (e.g. its initial SOC)."""
@@ -195,6 +204,8 @@ def run_scenario(
                 status = bms_step(read(t), inputs, t)
                 apply(status.outputs)
                 consider(t, status, step)
+                if progress is not None and not i & PROGRESS_EVERY_MASK:
+                    progress(t)
             ticks += count
             start = end
     emitter.finish(start, status, scenario.steps[-1])
