@@ -51,6 +51,10 @@ class Sample:
     load: bool
     charger: bool
     prealarm: bool
+    min_cell: float | None = None
+    max_cell: float | None = None
+    codes: tuple[str, ...] = ()  # active warnings, alarms and errors, e.g. ("W-B07",)
+    synchronisations: int = 0  # the history counter: a rise marks a synchronisation
 
 
 @dataclass(slots=True)
@@ -122,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
     def emit(line: dict[str, Any]) -> None:
         out.write(json.dumps(line) + "\n")
 
-    progress = Progress(scenario.duration, _human, sys.stderr, label="smallbms simulate")
+    progress = Progress(scenario.duration, _rounded, sys.stderr, label="smallbms simulate")
     try:
         result = run_scenario(scenario, dt=dt, every=every, sink=emit,
                               keep_samples=bool(plot_path), progress=progress.update)
@@ -138,7 +142,8 @@ def main(args: argparse.Namespace) -> int:
 
         progress.show(f"smallbms simulate: drawing {plot_path}")
         try:
-            plot_run(result.samples, plot_path, title=scenario.description or str(args.scenario))
+            plot_run(result.samples, plot_path, title=scenario.description or str(args.scenario),
+                     settings=result.bms.settings)
         except PlotError as exc:
             progress.finish()
             return _fail(str(exc))
@@ -275,9 +280,13 @@ class _Emitter:
 
     def _sample(self, t: float, status: Status) -> None:
         o = status.outputs
+        b = status.bank
         self.samples.append(
             Sample(t, status.soc, self.bank.true_soc, status.voltage, status.current,
-                   o.load, o.charger, o.prealarm)
+                   o.load, o.charger, o.prealarm,
+                   b.min_cell_voltage if b else None, b.max_cell_voltage if b else None,
+                   tuple(c.value for c in status.codes),
+                   self.bms.history().synchronisations)
         )
         self._next_sample = t + self.sample_every
 
@@ -337,6 +346,15 @@ def _human(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:g} h"
     return f"{seconds:g} s"
+
+
+def _rounded(seconds: float) -> str:
+    """Simulated time for the progress line: "3.2 d", "5.5 h", "40 s"."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:.0f} s"
 
 
 def _fail(message: str) -> int:
