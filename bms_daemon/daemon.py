@@ -54,11 +54,13 @@ from bms_daemon.gpio import GpioError, GpioPort, open_port
 from bms_daemon.gpio.driver import OutputDriver, next_blink_edge
 from bms_daemon.persistence import Persister
 from bms_daemon.state.layout import DocumentStore, Restored, SettingsFile, counters_of, restore
+from bms_daemon.state.lock import StateDirectoryBusyError, StateLock
 from bms_daemon.store import FileStore, Store
 
 log = structlog.get_logger("smallbms.daemon")
 
 EXIT_FAILURE = 1
+EXIT_STATE_BUSY = 3  # another smallbms holds the state directory (bms_daemon.state.lock)
 STATUS_LOG_INTERVAL_S = 600.0  # one "canonical" status line every 10 min (ours)
 BLE_RETRY_FIRST_S = 2.0  # BLE restarts after a failure: 2 s, doubling ...
 BLE_RETRY_MAX_S = 60.0  # ... up to once a minute
@@ -97,6 +99,7 @@ class _Seen:
     synchronised: bool | None = None
     mode: bool | None = None
     remote: bool | None = None
+    setting_problems: tuple[str, ...] = ()
     notify_status: str = ""
     status_logged_at: float | None = None
 
@@ -216,6 +219,13 @@ class Daemon:
         if status.remote != seen.remote:
             log.info("remote", remote="on" if status.remote else "off")
             seen.remote = status.remote
+        if status.setting_problems != seen.setting_problems:
+            for problem in status.setting_problems:
+                if problem not in seen.setting_problems:
+                    log.warning("setting_not_used", problem=problem)
+            if not status.setting_problems:
+                log.info("settings_all_used")
+            seen.setting_problems = status.setting_problems
         if seen.status_logged_at is None or now - seen.status_logged_at >= STATUS_LOG_INTERVAL_S:
             demo = {"demo_speed": self.demo_speed} if self.demo_speed else {}
             log.info("status", soc=_soc(status.soc), voltage=_round(status.voltage, 2),
@@ -497,6 +507,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="demonstrations: run the simulated bank's day N times faster than "
                              "real time (at most 120 at 2 Hz); marked in the logs and the "
                              "status line; refused with any other source")
+    parser.epilog = (
+        f"Exit status: 0 after a clean stop, {EXIT_FAILURE} on a failure, {EXIT_BAD_CONFIG} for a "
+        f"bad configuration, {EXIT_STATE_BUSY} when another smallbms already runs on the same "
+        "state directory."
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -544,15 +559,38 @@ def main(args: argparse.Namespace) -> int:
                     meaning=f"simulated time runs {args.demo_speed:g}x faster than real time: "
                             "a demonstration, not a battery")
     problem = prepare_state_directory(state_directory)
+    lock = StateLock(state_directory)
+    if not problem:
+        try:
+            lock.acquire("smallbms run")  # held until this process ends
+        except StateDirectoryBusyError as exc:
+            log.error("state_directory_busy", directory=str(state_directory))  # noqa: TRY400
+            print(f"smallbms: error: {exc}", file=sys.stderr)
+            return EXIT_STATE_BUSY
+        except OSError as exc:
+            problem = f"cannot lock it: {exc.strerror or exc}"
     if problem:
         # Protecting the battery matters more than remembering SOC: run, say so loudly.
         log.error("state_directory_unusable", directory=str(state_directory), problem=problem,
                   action="running; settings, SOC and history will not survive a restart")
+    try:
+        return _build_and_run(config, state_directory, early_stop, clock, args.demo_speed)
+    finally:
+        lock.release()
+
+
+def _build_and_run(
+    config: Config,
+    state_directory: Path,
+    early_stop: list[int],
+    clock: Callable[[], float] = time.monotonic,
+    demo_speed: float | None = None,
+) -> int:
     for line in summary(config).splitlines():
         log.info("config", detail=line.strip())
     try:
         daemon = build(config, state_directory, clock=clock)
-        daemon.demo_speed = args.demo_speed
+        daemon.demo_speed = demo_speed
     except ConfigError as exc:
         print(f"smallbms: error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG

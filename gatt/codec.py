@@ -218,6 +218,7 @@ FLAG_PREALARM = 1 << 4
 FLAG_SOC_SYNCHRONISED = 1 << 5
 FLAG_LOAD_OUTPUT = 1 << 6
 FLAG_CHARGER_OUTPUT = 1 << 7
+FLAG_CHARGED_VOLTAGE_NOT_USED = 1 << 8  # the stored charged voltage does not fit the bank
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +244,8 @@ class StatusView:
     warnings: tuple[Code, ...]
     alarms: tuple[Code, ...]
     errors: tuple[Code, ...]
+    # the stored charged voltage does not fit the detected bank: 3.50 V per cell is used
+    charged_voltage_not_used: bool = False
 
     @property
     def codes(self) -> tuple[Code, ...]:
@@ -271,6 +274,7 @@ def encode_status(status: Status) -> bytes:
         | (FLAG_SOC_SYNCHRONISED if status.soc_synchronised else 0)
         | (FLAG_LOAD_OUTPUT if status.outputs.load else 0)
         | (FLAG_CHARGER_OUTPUT if status.outputs.charger else 0)
+        | (FLAG_CHARGED_VOLTAGE_NOT_USED if status.setting_problems else 0)
     )
     return struct.pack(
         STATUS_FORMAT,
@@ -322,6 +326,7 @@ def decode_status(data: BytesLike) -> StatusView:
         warnings=tuple(c for c in codes if c.kind == "warning"),
         alarms=tuple(c for c in codes if c.kind == "alarm"),
         errors=tuple(c for c in codes if c.kind == "error"),
+        charged_voltage_not_used=bool(flags & FLAG_CHARGED_VOLTAGE_NOT_USED),
     )
 
 

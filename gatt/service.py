@@ -15,8 +15,15 @@ What it does, each in one place:
   while a PIN session is open; VE-Reg while a keep-alive is in force (gatt/vereg.py);
 - tracks connected centrals itself (blue LED) and closes every PIN session whenever the set of
   connected centrals changes (docs/security.md explains why);
-- Bluetooth off: unregisters everything, except during the first ``BLUETOOTH_ON_AT_START_S``
-  after start-up, so that a user who switched it off can switch it on again.
+- Bluetooth off: unregisters everything, except during the re-enable window of the manual
+  [4.5], so that a user who switched it off can switch it on again.  The window is the first
+  ``BLUETOOTH_ON_AT_START_S`` after Bluetooth is first *available* (our first successful
+  registration), not after the daemon's start: bluetoothd may come up much later than we do.
+  Until that first registration, Bluetooth is wanted regardless.  A central that connects
+  within the window keeps Bluetooth on while it stays connected (at most
+  ``BLUETOOTH_WINDOW_GRACE_S`` beyond the window, ours), so the user can log in and switch
+  Bluetooth on again instead of being dropped at 30 s.  The window opens once per start: a
+  bluetoothd restart later on does not open it again.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ from gatt.server import AttError, GattServer
 log = structlog.get_logger("smallbms.ble")
 
 BLUETOOTH_ON_AT_START_S = 30.0  # SPEC §6: Bluetooth stays on this long after start-up
+# (ours) A central connected within that window may stay this much longer to finish the job
+# (log in, switch Bluetooth on); bounded, so a central cannot hold Bluetooth on for ever.
+BLUETOOTH_WINDOW_GRACE_S = 300.0
 TICK_S = 1.0  # housekeeping period: readout refresh, Bluetooth setting, keep-alive expiry
 RETRY_FIRST_S = 0.5  # first wait before re-registering after a failure; doubled each time
 RETRY_MAX_S = 4.0  # "re-registers within seconds"
@@ -142,7 +152,8 @@ class BleService:
         self._sent: dict[str, bytes] = {}
         self._pending: deque[Status] = deque(maxlen=PENDING_STATUSES)
         self._manufacturer: bytes | None = None
-        self._started: float | None = None
+        self._window_opened: float | None = None  # first successful registration (see doc)
+        self._window_central = False  # a central connected within the window is still here
         self._lost = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,7 +174,6 @@ class BleService:
         """Serve until cancelled; never raises for a Bluetooth problem."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._started = self._clock()
         unsubscribe = self._device.subscribe(self._on_status)
         try:
             await self._serve()
@@ -203,8 +213,24 @@ class BleService:
             return False
         if self._settings().bluetooth:
             return True
-        started = self._started if self._started is not None else self._clock()
-        return self._clock() - started < BLUETOOTH_ON_AT_START_S
+        opened = self._window_opened
+        if opened is None:
+            return True  # Bluetooth never available yet: the re-enable window is still to come
+        elapsed = self._clock() - opened
+        if elapsed < BLUETOOTH_ON_AT_START_S:
+            return True
+        return self._window_central and elapsed < BLUETOOTH_ON_AT_START_S + (
+            BLUETOOTH_WINDOW_GRACE_S
+        )
+
+    def _in_window(self, now: float) -> bool:
+        opened = self._window_opened
+        return opened is not None and now - opened < BLUETOOTH_ON_AT_START_S
+
+    def _window_left(self, now: float) -> float:
+        """Seconds left of the re-enable window (0 once it has passed)."""
+        opened = self._window_opened if self._window_opened is not None else now
+        return max(BLUETOOTH_ON_AT_START_S - (now - opened), 0.0)
 
     async def _start_server(self) -> None:
         self._lost = False
@@ -222,11 +248,17 @@ class BleService:
         payload = self._readout_payload(self._clock())
         self._manufacturer = payload
         await server.start(None if payload is None else (self._company_id(), payload))
+        if self._window_opened is None:
+            self._window_opened = self._clock()
+            if not self._settings().bluetooth:
+                log.info("ble_reenable_window", seconds=BLUETOOTH_ON_AT_START_S,
+                         why="Bluetooth is off in the settings; it can be switched on now")
         log.info("ble_advertising", name=self._config.name, adapter=self._config.adapter)
 
     async def _stop_server(self) -> None:
         server, self._server = self._server, None
         self._connections = frozenset()
+        self._window_central = False
         self._guard.close_all()
         if server is not None:
             with contextlib.suppress(Exception):
@@ -257,6 +289,7 @@ class BleService:
     def _on_lost(self) -> None:
         self._lost = True
         self._connections = frozenset()
+        self._window_central = False
         self._guard.close_all()
         self._poke()
 
@@ -266,8 +299,12 @@ class BleService:
         now = self._clock()
         if connections - self._connections:
             self._keep_alive.connected(now)
+            if self._in_window(now):
+                self._window_central = True
         if not connections:
             self._keep_alive.reset()
+            self._window_central = False
+            self._poke()  # Bluetooth off and past the window: stop now, not at the next tick
         if self._guard.session_open(now):
             log.info("ble_sessions_closed", reason="connections changed")
         self._guard.close_all()
@@ -477,12 +514,18 @@ class BleService:
             text = f"Mode {'on' if arg[0] else 'off'}"
         elif op == codec.OP_BLUETOOTH_OFF:
             self._device.set_setting("bluetooth", False)
-            started = self._started if self._started is not None else now
-            left = BLUETOOTH_ON_AT_START_S - (now - started)
+            left = self._window_left(now)
             text = "Bluetooth off"
             if left > 0:
-                text += f" in {left:.0f} s (it stays on for {BLUETOOTH_ON_AT_START_S:.0f} s " \
-                        "after start-up)"
+                text += (
+                    f" in {left:.0f} s (it stays on for {BLUETOOTH_ON_AT_START_S:.0f} s after "
+                    "start-up, and while a central connected in that time stays connected)"
+                )
+            elif self._window_central:
+                text += (
+                    " when this connection ends (a central connected in the "
+                    f"{BLUETOOTH_ON_AT_START_S:.0f} s after start-up may finish its job)"
+                )
         elif op == codec.OP_CHANGE_PIN:
             pin = unmask_pin(opened.key, opened.seq, arg)
             self._device.set_setting("pin", pin)

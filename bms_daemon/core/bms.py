@@ -19,6 +19,7 @@ W-B05 after 5 s and A-B05 with both outputs floating after 20 s.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +30,7 @@ from bms_daemon.core.errors import SnapshotError
 from bms_daemon.core.history import HistoryTracker
 from bms_daemon.core.leds import leds
 from bms_daemon.core.protection import COMMS_WARNING_S, Measurements, Protection, Verdict
-from bms_daemon.core.settings import CHARGED_VOLTAGE_PER_CELL_RANGE, SettingError, Settings
+from bms_daemon.core.settings import SettingError, Settings
 from bms_daemon.core.soc import SocCounter, SocSource, zero_band
 from bms_daemon.core.types import (
     BalancerState,
@@ -93,6 +94,7 @@ class Bms:
         self._current: float | None = None
         self._ttg: float | None = None
         self._bank: BankStatus | None = None
+        self._stale_bank: tuple[BankStatus, BankStatus] | None = None  # (fresh, its stale view)
         self._status = Status(
             t=0.0,
             soc=self._soc.value(),
@@ -201,10 +203,28 @@ class Bms:
             warnings=verdict.warnings,
             alarms=verdict.alarms,
             errors=errors,
-            bank=self._bank,
+            bank=self._stale_view(self._bank) if stale else self._bank,
             temperature=temperature,
+            setting_problems=self.setting_problems(),
         )
         return self._status
+
+    def _stale_view(self, bank: BankStatus | None) -> BankStatus | None:
+        """The bank page once data is 5 s old: the cell and temperature extremes go unknown
+        with the voltage, current and temperature (the topology and batteries stay shown)."""
+        if bank is None:
+            return None
+        cached = self._stale_bank
+        if cached is None or cached[0] is not bank:
+            stale = dataclasses.replace(
+                bank,
+                min_cell_voltage=None,
+                max_cell_voltage=None,
+                min_temperature=None,
+                max_temperature=None,
+            )
+            cached = self._stale_bank = (bank, stale)
+        return cached[1]
 
     def _errors(self, topology_error: Code | None, voltage: Code | None) -> tuple[Code, ...]:
         key = (topology_error, voltage, self._hardware_fault)
@@ -321,11 +341,19 @@ class Bms:
     def _charged_voltage(self, cells_in_series: int) -> float:
         """The charged voltage for this bank.  A value set for another bank (3.40-3.60 V per
         cell no longer holds after the bank changed) falls back to the default per cell."""
-        value = self._settings.charged_voltage_for(cells_in_series)
-        lo, hi = CHARGED_VOLTAGE_PER_CELL_RANGE
-        if not lo * cells_in_series <= value <= hi * cells_in_series:
+        settings = self._settings
+        if settings.charged_voltage_problem(cells_in_series) is not None:
             return _FACTORY_SETTINGS.charged_voltage_for(cells_in_series)
-        return value
+        return settings.charged_voltage_for(cells_in_series)
+
+    def setting_problems(self) -> tuple[str, ...]:
+        """Stored settings the detected bank makes invalid, each with what is used instead
+        (shown in the status, by the client and in the log; they block no other change)."""
+        cells = self._cells_in_series()
+        if cells is None:
+            return ()
+        problem = self._settings.charged_voltage_problem(cells)
+        return () if problem is None else (problem,)
 
     # --- settings and commands ---------------------------------------------------------------
     def _cells_in_series(self) -> int | None:
@@ -337,8 +365,11 @@ class Bms:
     def set_setting(self, name: str, value: object) -> Settings:
         """Change one setting; ``SettingError`` (nothing changed) when rejected.
 
-        The charged voltage is checked per cell against the detected bank (3.40-3.60 V per cell
-        in series).  Changing a synchronisation setting restarts the detection time.
+        A change is judged on what it changes: the charged voltage is checked per cell against
+        the detected bank (3.40-3.60 V per cell in series) only when it is the setting being
+        changed, so a stored value the bank no longer allows (see ``setting_problems``) never
+        blocks Mode, the floor, Bluetooth or the PIN.  Changing a synchronisation setting
+        restarts the detection time.
         """
         new = self._settings.with_value(name, value, cells_in_series=self._cells_in_series())
         self._apply(new)

@@ -5,10 +5,21 @@ chatter around a limit.  Cell thresholds belong to the battery model (values of 
 predecessor Lithium Battery Smart; research/ng-manuals.md B22-B27), not to the user settings.
 
 The pre-alarm promise of the manual [2.2]: PRE-ALARM is high at least ``PREALARM_LEAD_S``
-before LOAD floats for a cell under-voltage.  A cell that falls under 2.80 V with no pre-alarm
-raises it at once and LOAD waits 30 s; below 2.60 V (ours) the cell is in danger and LOAD
-floats at once.  Remote off and Mode off release the pre-alarm, which restarts its 30 s (the
-safe direction after a restart too: the timer is not persisted).
+before LOAD floats for a low voltage.  Both low-voltage disconnects keep that lead: the cell
+under-voltage (A-B01, a cell under 2.80 V) and the low pack voltage (A-B08, the bank under
+2.80 V per cell in series; the whole pack sagging at once is exactly when the warning matters).
+The pack, like a cell, raises PRE-ALARM under 3.10 V per cell in series (ours; with readings
+that agree, a cell is then under 3.10 V anyway).  A low voltage with no pre-alarm raises it at
+once and LOAD waits 30 s.  Only where waiting
+damages cells is the cut immediate (ours): a cell under 2.60 V, or the bank under 2.60 V per
+cell in series.
+
+Switching off does not buy time.  Remote off and Mode off release the PRE-ALARM output (the
+manual's rule), but the time spent under 2.80 V is not forgotten: it adds up until the cells
+are back at 3.20 V (the pack: 3.20 V per cell in series), whatever the remote and Mode do, and
+once it reaches 30 s the alarm latches even with the system off.  So LOAD floats either when
+PRE-ALARM has been high for 30 s in one go, or when the voltage has been low for 30 s in all;
+toggling the remote every 29 s no longer keeps the loads on a cell at 2.70 V.
 
 State lives in ``Protection``; ``evaluate`` is called once per control step with the latest
 measurements (None when there is no fresh battery data) and returns a ``Verdict``.  The latched
@@ -26,13 +37,15 @@ from bms_daemon.core.types import Code, Outputs, Reason
 # Cell voltage rules (V per cell).
 CELL_PREALARM_V = 3.10  # W-B01 and PRE-ALARM when the lowest cell is under this
 CELL_UV_V = 2.80  # A-B01, LOAD floats (after the pre-alarm lead)
-CELL_UV_IMMEDIATE_V = 2.60  # (ours) A-B01 at once, no lead
+CELL_UV_IMMEDIATE_V = 2.60  # (ours) A-B01 at once, no lead: waiting would damage the cell
 CELL_UV_RELEASE_V = 3.20  # pre-alarm and under-voltage clear when every cell is at least this
 PREALARM_LEAD_S = 30.0  # PRE-ALARM high at least this long before LOAD floats for cell UV
 CELL_OV_V = 3.75  # CHARGER floats when the highest cell is over this (no code)
 CELL_OV_RELEASE_V = 3.60  # ... until every cell is under this
 # Pack voltage rule (A-B08), per cell in series (ours: the NG end-of-discharge 2.8 V/cell).
-LOW_PACK_PER_CELL_V = 2.80
+LOW_PACK_PREALARM_PER_CELL_V = 3.10  # (ours) PRE-ALARM, like a cell under 3.10 V
+LOW_PACK_PER_CELL_V = 2.80  # A-B08 after the pre-alarm lead
+LOW_PACK_IMMEDIATE_PER_CELL_V = 2.60  # (ours) A-B08 at once, no lead
 LOW_PACK_RELEASE_PER_CELL_V = 3.20
 # Temperature rules (°C).
 COLD_C = 5.0  # CHARGER floats under this (no code)
@@ -103,6 +116,11 @@ class Protection:
     floor: bool = False
     prealarm_since: float | None = None  # when PRE-ALARM last went high (None = floating)
     uv_pending: bool = False  # a cell is under 2.80 V and LOAD waits for the pre-alarm lead
+    pack_prealarm: bool = False  # the bank under 3.10 V per cell, until 3.20 V (not persisted)
+    pack_pending: bool = False  # the bank is under 2.80 V per cell, LOAD waits likewise
+    uv_seconds: float = 0.0  # time spent with a cell under 2.80 V since cells were last >= 3.20 V
+    pack_seconds: float = 0.0  # time spent with the pack under 2.80 V/cell since >= 3.20 V/cell
+    last_now: float | None = None
 
     def evaluate(
         self,
@@ -124,31 +142,49 @@ class Protection:
         their last state.  ``data_age`` = seconds since the last fresh data.  ``started`` False =
         no battery data was ever received: both outputs float with the reason STARTING.
         """
+        last = self.last_now
+        dt = now - last if last is not None and now > last else 0.0
+        if last is None or now > last:
+            self.last_now = now
+        # Time under 2.80 V adds up whatever the remote and Mode do (with no fresh data, the
+        # last reading stands), so switching off and on does not restart the count.
+        if self.uv_pending:
+            self.uv_seconds += dt
+        if self.pack_pending:
+            self.pack_seconds += dt
         if m is not None:
             self._battery_rules(m)
         self._soc_rules(soc, low_soc_warning, discharge_floor)
 
         active = remote and mode
-        prealarm = active and (self.cell_prealarm or self.low_soc or self.uv_pending)
+        prealarm = active and (
+            self.cell_prealarm or self.low_soc or self.uv_pending or self.pack_prealarm
+        )
         if prealarm:
             if self.prealarm_since is None:
                 self.prealarm_since = now
         else:
             self.prealarm_since = None
-        if (
-            self.uv_pending
-            and not self.cell_uv
-            and self.prealarm_since is not None
-            and now - self.prealarm_since >= PREALARM_LEAD_S
-        ):
+        lead_done = (
+            self.prealarm_since is not None and now - self.prealarm_since >= PREALARM_LEAD_S
+        )
+        if self.uv_pending and (lead_done or self.uv_seconds >= PREALARM_LEAD_S):
             self.cell_uv = True
+        if self.pack_pending and (lead_done or self.pack_seconds >= PREALARM_LEAD_S):
+            self.low_pack = True
 
         comms_alarm = data_age >= COMMS_ALARM_S
         discharge_reason = self._discharge_reason(errors, comms_alarm, started, remote, mode)
         charge_reason = self._charge_reason(errors, comms_alarm, started, remote, mode)
         load = discharge_reason is None
         if load and prealarm:
-            discharge_reason = Reason.CELL_PRE_ALARM if self.cell_prealarm else Reason.LOW_SOC
+            discharge_reason = (
+                Reason.CELL_PRE_ALARM
+                if self.cell_prealarm
+                else Reason.LOW_PACK_VOLTAGE
+                if self.pack_prealarm
+                else Reason.LOW_SOC
+            )
 
         warnings: list[Code] = []
         if self.cell_prealarm and not self.cell_uv:
@@ -201,16 +237,23 @@ class Protection:
         min_cell = m.min_cell
         if min_cell >= CELL_UV_RELEASE_V:
             self.cell_prealarm = self.cell_uv = False
+            self.uv_seconds = 0.0
         elif min_cell < CELL_PREALARM_V:
             self.cell_prealarm = True
         self.uv_pending = min_cell < CELL_UV_V
         if min_cell < CELL_UV_IMMEDIATE_V:
             self.cell_uv = True
-        if m.cells_in_series:
-            if m.bank_voltage < LOW_PACK_PER_CELL_V * m.cells_in_series:
+        cells = m.cells_in_series
+        if cells:  # 0 = topology invalid: the pack rule keeps its last state
+            bank = m.bank_voltage
+            self.pack_pending = bank < LOW_PACK_PER_CELL_V * cells
+            if bank < LOW_PACK_IMMEDIATE_PER_CELL_V * cells:
                 self.low_pack = True
-            elif m.bank_voltage >= LOW_PACK_RELEASE_PER_CELL_V * m.cells_in_series:
-                self.low_pack = False
+            if bank < LOW_PACK_PREALARM_PER_CELL_V * cells:
+                self.pack_prealarm = True
+            elif bank >= LOW_PACK_RELEASE_PER_CELL_V * cells:
+                self.pack_prealarm = self.low_pack = False
+                self.pack_seconds = 0.0
         if m.max_cell > CELL_OV_V:
             self.cell_ov = True
         elif m.max_cell < CELL_OV_RELEASE_V:

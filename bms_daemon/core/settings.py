@@ -2,8 +2,13 @@
 
 A change is validated as a whole (``Settings.with_value``): a value out of range, of the wrong
 type, or inconsistent with another setting raises ``SettingError`` and the old settings stay in
-force, so a half-applied change cannot exist.  Messages are written for the person who typed the
-value (they reach the command line and, as ATT errors plus a text, the BLE client).
+force, so a half-applied change cannot exist.  A change is judged on what it changes: the
+charged voltage is checked against the detected bank only when it is the value being changed.
+A stored charged voltage that a later bank no longer allows (``charged_voltage_problem``) is
+reported, and the default is used for it, but it never blocks a change of another
+setting (Mode off, the discharge floor, Bluetooth, the PIN must always be possible).
+Messages are written for the person who typed the value (they reach the command line and, as
+ATT errors plus a text, the BLE client).
 """
 
 from __future__ import annotations
@@ -88,15 +93,32 @@ class Settings:
             )
         coerced: dict[str, Any] = {k: _coerce(k, v) for k, v in values.items()}
         new = dataclasses.replace(self, **coerced)
-        new.validate(cells_in_series=cells_in_series)
+        new.validate(cells_in_series=cells_in_series if "charged_voltage" in values else None)
         return new
+
+    def charged_voltage_problem(self, cells_in_series: int) -> str | None:
+        """Why the stored charged voltage does not fit this bank (None when it does, or when
+        it is automatic).  The bank then uses 3.50 V per cell in series instead."""
+        value = self.charged_voltage
+        if value is None:
+            return None
+        lo, hi = CHARGED_VOLTAGE_PER_CELL_RANGE
+        if lo * cells_in_series <= value <= hi * cells_in_series:
+            return None
+        default = CHARGED_VOLTAGE_PER_CELL_DEFAULT * cells_in_series
+        return (
+            f"charged_voltage {value:g} V does not fit this bank of {cells_in_series} cells in "
+            f"series (allowed {lo * cells_in_series:.2f}-{hi * cells_in_series:.2f} V); "
+            f"{default:.2f} V is used until it is set again"
+        )
 
     def factory_reset(self) -> Settings:
         """Factory defaults for the battery monitor, Bluetooth and readout; keeps PIN and Mode."""
         return Settings(pin=self.pin, mode=self.mode)
 
     def validate(self, *, cells_in_series: int | None = None) -> None:
-        """Raise ``SettingError`` if any value is out of range or inconsistent."""
+        """Raise ``SettingError`` if any value is out of range or inconsistent; with
+        ``cells_in_series``, the charged voltage must also fit that bank."""
         _check_range("tail_current", self.tail_current, TAIL_CURRENT_RANGE, "%")
         _check_range(
             "charge_detection_time",
@@ -116,7 +138,7 @@ class Settings:
             lo, hi = CHARGED_VOLTAGE_PER_CELL_RANGE
             if cells_in_series:
                 per_cell = self.charged_voltage / cells_in_series
-                if not lo <= per_cell <= hi:
+                if self.charged_voltage_problem(cells_in_series) is not None:
                     raise SettingError(
                         f"charged_voltage {self.charged_voltage:g} V is {per_cell:.3f} V per cell "
                         f"for this bank of {cells_in_series} cells in series; allowed: "

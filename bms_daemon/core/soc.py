@@ -15,9 +15,10 @@ Rules (SPEC §4), with the battery-monitor family's numbers (BMV/SmartShunt):
 Rest-voltage estimate (ours): the LFP rest curve is flat (about 3.25-3.34 V from 20 to 90 %), so a
 voltage only tells SOC where the curve is steep.  We estimate only at the low end: after the
 current has stayed in the zero band for ``REST_TIME_S`` and the average rested cell voltage lies
-where the curve falls at least ``REST_ESTIMATE_MIN_SLOPE`` per percent (below about 3.22 V,
-i.e. under about 17 %).  A battery still recovering after a discharge reads low, so the estimate
-errs on the low side, which only makes the discharge floor act earlier.  The high end is not
+where the curve falls at least ``REST_ESTIMATE_MIN_SLOPE`` per percent (below 3.23 V, i.e.
+at most 11 % by our curve).  The estimate errs low on purpose, which only makes the discharge
+floor act earlier: our curve sits about 30 % below a typical one, and a battery still recovering
+after a discharge reads lower still.  The high end is not
 estimated: a rested full LFP cell and one at 90 % differ by a few tens of millivolts, less than
 what temperature and relaxation move it.
 """
@@ -25,6 +26,7 @@ what temperature and relaxation move it.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -41,23 +43,24 @@ REST_ESTIMATE_MIN_SLOPE = 0.005  # V per % (ours): estimate only where 10 mV mov
 SOC_FULL = 100.0
 SECONDS_PER_HOUR = 3600.0
 
-# Rested LFP cell voltage (V) against SOC (%), 25 °C, typical of published pseudo-OCV tables
-# (ours: a representative curve, not a datasheet; see research/ecosystem.md §1.6).
+# Rested LFP cell voltage (V) against SOC (%), 25 °C (ours).  Deliberately pessimistic: at every
+# voltage it gives about 70 % of the SOC of a typical published pseudo-OCV table (the one the
+# simulator uses, bms_daemon/sources/ocv.py, research/ecosystem.md §1.6), at least half a
+# percent less, so that a cell a little below the typical curve still reads low, never high.
 LFP_REST_CURVE: tuple[tuple[float, float], ...] = (
-    (2.50, 0.0),
-    (2.90, 2.0),
-    (3.00, 4.0),
-    (3.10, 7.0),
-    (3.15, 9.0),
-    (3.20, 13.0),
-    (3.22, 17.0),
-    (3.25, 25.0),
-    (3.27, 40.0),
-    (3.29, 55.0),
-    (3.30, 65.0),
-    (3.32, 80.0),
-    (3.34, 90.0),
-    (3.36, 95.0),
+    (2.80, 0.0),
+    (2.95, 0.5),
+    (3.05, 1.5),
+    (3.15, 3.5),
+    (3.20, 7.5),
+    (3.23, 11.0),
+    (3.25, 16.0),
+    (3.27, 25.0),
+    (3.29, 40.0),
+    (3.30, 50.0),
+    (3.32, 70.0),
+    (3.34, 85.0),
+    (3.36, 93.0),
     (3.40, 100.0),
 )
 _CURVE_V = tuple(v for v, _ in LFP_REST_CURVE)
@@ -91,18 +94,26 @@ def peukert_current(discharge_a: float, capacity_ah: float) -> float:
     return discharge_a * factor
 
 
+def _estimate_ceiling() -> float:
+    """The voltage where the curve first turns flatter than ``REST_ESTIMATE_MIN_SLOPE``: the
+    estimate is made only below it (the steep low end), never in the flat middle or the top."""
+    for (v0, s0), (v1, s1) in itertools.pairwise(LFP_REST_CURVE):
+        if (v1 - v0) / (s1 - s0) < REST_ESTIMATE_MIN_SLOPE:
+            return v0
+    return LFP_REST_CURVE[-1][0]
+
+
+REST_ESTIMATE_CEILING_V = _estimate_ceiling()  # 3.23 V with our curve
+
+
 def rest_estimate(cell_voltage: float) -> float | None:
     """SOC (%) from a rested average cell voltage, or None where the curve is too flat."""
-    if not math.isfinite(cell_voltage):
+    if not math.isfinite(cell_voltage) or cell_voltage >= REST_ESTIMATE_CEILING_V:
         return None
     if cell_voltage <= _CURVE_V[0]:
         return 0.0
     i = bisect.bisect_right(_CURVE_V, cell_voltage)
-    if i >= len(LFP_REST_CURVE):
-        return None
     (v0, s0), (v1, s1) = LFP_REST_CURVE[i - 1], LFP_REST_CURVE[i]
-    if (v1 - v0) / (s1 - s0) < REST_ESTIMATE_MIN_SLOPE:
-        return None
     return float(s0 + (cell_voltage - v0) / (v1 - v0) * (s1 - s0))
 
 
@@ -115,7 +126,7 @@ class SocCounter:
     sync_timer: float = 0.0  # s the sync condition has held continuously
     sync_fired: bool = False  # the sync already fired in this continuous period
     rest_timer: float = 0.0  # s the current has stayed in the zero band
-    average_current: float | None = None  # A, for time to go (exponential average)
+    average_current: float | None = None  # A, the present discharge's exponential average
 
     # --- queries -------------------------------------------------------------------------------
     @property
@@ -154,10 +165,13 @@ class SocCounter:
     def count(self, current: float, dt: float, capacity_ah: float) -> None:
         """Integrate one sample (``current`` already through the zero band) over ``dt`` s."""
         average = self.average_current
-        if average is None or (current < 0.0 and average > -ZERO_CURRENT_BAND):
-            # A discharge that starts (or the first sample) begins the average afresh: time to go
-            # averages the *discharge* current, so the idle minutes before the loads came on must
-            # not make it show days instead of hours.
+        if current >= 0.0:
+            # Time to go averages the *present discharge* only: idle or charging samples end it,
+            # so the next discharge starts afresh at its own current.  Otherwise the minutes of
+            # a short charge (or of idle) would drag the average towards zero and make time to
+            # go show hours too many until the average caught up (about 5 min).
+            self.average_current = None
+        elif average is None:
             self.average_current = current
         elif dt > 0.0:
             self.average_current = average + dt / (TTG_AVERAGING_S + dt) * (current - average)

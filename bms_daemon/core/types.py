@@ -255,6 +255,8 @@ class Status:
     errors: tuple[Code, ...] = ()
     bank: BankStatus | None = None
     temperature: float | None = None  # the battery temperature shown (max of the bank), °C
+    # stored settings the detected bank makes invalid, each saying what is used instead
+    setting_problems: tuple[str, ...] = ()
 
     @property
     def codes(self) -> tuple[Code, ...]:

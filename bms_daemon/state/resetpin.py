@@ -13,6 +13,10 @@ import argparse
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bms_daemon.core.settings import Settings
 
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
@@ -24,7 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Set a new Bluetooth PIN in the state directory. Use it when the daemon logs "
         "'pin_state_lost' (its settings file was lost or damaged: Bluetooth then refuses every "
         "PIN) or when the PIN is forgotten. Without --pin a random 6-digit PIN is drawn and "
-        "printed. Restart the daemon afterwards (sudo systemctl restart smallbms)."
+        "printed. Run it with the daemon stopped (it refuses while a daemon holds the state "
+        "directory): sudo systemctl stop smallbms, then reset-pin, then sudo systemctl start "
+        "smallbms."
     )
     parser.add_argument("-c", "--config", type=Path, metavar="FILE",
                         help="the daemon's TOML configuration (default: the embedded defaults)")
@@ -39,8 +45,7 @@ def main(args: argparse.Namespace) -> int:
     """Run ``smallbms reset-pin``."""
     from bms_daemon import config as config_module  # noqa: PLC0415 (keep --help light)
     from bms_daemon.core.settings import SettingError, Settings  # noqa: PLC0415
-    from bms_daemon.state.layout import SETTINGS_NAME, settings_document  # noqa: PLC0415
-    from bms_daemon.store import FileStore, StoreError  # noqa: PLC0415
+    from bms_daemon.state.lock import StateDirectoryBusyError, StateLock  # noqa: PLC0415
 
     pin = args.pin if args.pin is not None else f"{secrets.randbelow(10**6):06d}"
     try:
@@ -55,6 +60,26 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_BAD_CONFIG
     directory = (Path(args.state_dir).expanduser() if args.state_dir is not None
                  else config.state_directory())
+    lock = StateLock(directory)
+    try:
+        lock.acquire("smallbms reset-pin")
+    except StateDirectoryBusyError as exc:
+        _error(f"{exc}")
+        return EXIT_FAILED
+    except OSError:
+        pass  # no state directory yet: the save below says what is wrong
+    try:
+        return _reset(directory, new, pin, print_pin=args.pin is None)
+    finally:
+        lock.release()
+
+
+def _reset(directory: Path, new: Settings, pin: str, *, print_pin: bool) -> int:
+    """Write ``new`` (the new PIN, the other settings kept when trusted) into the settings."""
+    from bms_daemon.core.settings import SettingError, Settings  # noqa: PLC0415
+    from bms_daemon.state.layout import SETTINGS_NAME, settings_document  # noqa: PLC0415
+    from bms_daemon.store import FileStore, StoreError  # noqa: PLC0415
+
     store = FileStore(directory)
     kept = "the configuration's settings"
     document = store.load(SETTINGS_NAME)  # a damaged file is moved aside, as the daemon would
@@ -69,9 +94,9 @@ def main(args: argparse.Namespace) -> int:
     except StoreError as exc:
         _error(f"{exc} (run it as the daemon's user, e.g. with sudo)")
         return EXIT_FAILED
-    print(f"new PIN saved in {store.path(SETTINGS_NAME)} ({kept} kept); restart the daemon "
-          "to use it (sudo systemctl restart smallbms)", file=sys.stderr)
-    if args.pin is None:
+    print(f"new PIN saved in {store.path(SETTINGS_NAME)} ({kept} kept); start the daemon "
+          "to use it (sudo systemctl start smallbms)", file=sys.stderr)
+    if print_pin:
         print(pin)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sim_helpers import codes, first, simulate
 
 UNDER_VOLTAGE_LEAD_S = 30.0
@@ -83,7 +84,8 @@ def test_cell_below_2_60_v_floats_load_at_once() -> None:
     assert "A-B01" in cut["alarms"]
 
 
-def test_low_pack_voltage_floats_load_at_once_and_clears_above_3_20_v_per_cell() -> None:
+def test_low_pack_voltage_keeps_the_pre_alarm_lead_and_clears_above_3_20_v_per_cell() -> None:
+    """The whole pack sagging at once (identical cells): PRE-ALARM 30 s before LOAD floats."""
     lines = simulate("""
         [bank]
         soc = 1.5
@@ -98,12 +100,48 @@ def test_low_pack_voltage_floats_load_at_once_and_clears_above_3_20_v_per_cell()
         duration = "20m"
         charge = 30
         """)
+    warned = first(lines, lambda x: x["prealarm"])
+    assert warned["load"]
     cut = first(lines, lambda x: "A-B08" in x["alarms"])
     assert not cut["load"]
     assert cut["voltage"] < 11.2
-    assert cut["discharge_reason"] == "low pack voltage"
+    assert cut["t"] - warned["t"] >= UNDER_VOLTAGE_LEAD_S
+    assert all(x["prealarm"] for x in lines if warned["t"] <= x["t"] <= cut["t"])
     back = first(lines, lambda x: "A-B08" not in x["alarms"], after=cut["t"])
     assert back["voltage"] >= 12.8
+
+
+def _toggled(seconds_off: int, cycles: int) -> str:
+    """A cell pulled to about 2.75 V under load; every 30 s the remote goes off for
+    ``seconds_off`` seconds and back on."""
+    steps = []
+    for _ in range(cycles):
+        for seconds, remote in ((30 - seconds_off, "true"), (seconds_off, "false")):
+            steps.append(f"""
+                [[step]]
+                duration = "{seconds}s"
+                load = 10
+                remote = {remote}
+                cell_offset = {{ battery = 1, cell = 3, volts = -0.55 }}
+                """)
+    return "".join(steps)
+
+
+@pytest.mark.parametrize("seconds_off", [1, 5])
+def test_toggling_the_remote_does_not_defeat_the_under_voltage(seconds_off: int) -> None:
+    """Off 1 s every 30 s used to restart the pre-alarm lead and keep the loads on forever."""
+    lines = simulate("""
+        [bank]
+        soc = 50
+        [settings]
+        discharge_floor = 0
+        low_soc_warning = 0
+        """ + _toggled(seconds_off, 6))
+    warned = first(lines, lambda x: x["prealarm"])
+    assert warned["min_cell"] < 2.80
+    cut = first(lines, lambda x: "A-B01" in x["alarms"])
+    assert cut["t"] - warned["t"] <= UNDER_VOLTAGE_LEAD_S + seconds_off
+    assert not any(x["load"] for x in lines if x["t"] >= cut["t"])
 
 
 def test_cell_over_voltage_floats_charger_only() -> None:
@@ -237,6 +275,9 @@ def test_comms_loss_warns_after_5_s_then_floats_both_after_20_s() -> None:
     assert warned["t"] == 65
     assert warned["load"]
     assert warned["charger"]
+    # no figure of the bank is shown as if it were fresh: cells go unknown with the voltage
+    for key in ("voltage", "current", "temperature", "min_cell", "max_cell", "ttg_min"):
+        assert warned[key] is None, key
     lost = first(lines, lambda x: "A-B05" in x["alarms"])
     assert lost["t"] == 80
     assert not lost["load"]

@@ -101,19 +101,42 @@ def test_a_brief_dip_under_2_80_that_recovers_does_not_disconnect(d: Driver) -> 
     assert status.warnings == (Code.W_B01,)
 
 
-def test_low_pack_voltage_floats_load_until_3_20_per_cell(d: Driver) -> None:
-    status = d.run(bank(bank_voltage=11.19), 1)  # under 2.80 V x 4 cells
+def test_low_pack_voltage_keeps_the_pre_alarm_lead_then_floats_load_until_3_20(
+    d: Driver,
+) -> None:
+    """The whole pack sagging under 2.80 V per cell: PRE-ALARM first, LOAD 30 s later."""
+    low = bank(bank_voltage=11.19)  # under 2.80 V x 4 cells, cells read 3.30 V
+    first = d.step(low)
+    assert first.outputs == Outputs(load=True, charger=True, prealarm=True)
+    assert first.discharge_reason == Reason.LOW_PACK_VOLTAGE
+    assert first.alarms == ()
+    rose = d.now
+    _, status = d.run_until(low, lambda s: not s.outputs.load, 120)
+    assert d.now - rose == pytest.approx(PREALARM_LEAD_S)
     assert status.alarms == (Code.A_B08,)
-    assert not status.outputs.load
     assert status.outputs.charger
     assert status.discharge_reason == Reason.LOW_PACK_VOLTAGE
     assert not d.run(bank(bank_voltage=12.79), 1).outputs.load
     assert normal(d.run(bank(bank_voltage=12.80), 1))
 
 
+def test_low_pack_voltage_under_2_60_per_cell_floats_load_at_once(d: Driver) -> None:
+    status = d.step(bank(bank_voltage=10.39))  # under 2.60 V x 4 cells: cells in danger
+    assert status.alarms == (Code.A_B08,)
+    assert not status.outputs.load
+    assert status.outputs.prealarm
+
+
+def test_low_pack_voltage_after_a_long_pre_alarm_floats_load_at_once(d: Driver) -> None:
+    d.run(low_cell(3.0), 40)
+    status = d.step(bank(bank_voltage=11.19, faults={(0, 1): 3.0}))
+    assert Code.A_B08 in status.alarms
+    assert not status.outputs.load
+
+
 def test_low_pack_voltage_scales_with_cells_in_series() -> None:
     d = Driver(soc=80)
-    status = d.run(bank("12.8V-100Ah", 2, 1, bank_voltage=22.3), 1)  # < 2.8 x 8
+    status = d.run(bank("12.8V-100Ah", 2, 1, bank_voltage=22.3), PREALARM_LEAD_S + 1)  # < 2.8 x 8
     assert status.alarms == (Code.A_B08,)
 
 
@@ -206,8 +229,16 @@ def test_soc_rules_do_not_act_on_an_unknown_soc() -> None:
 def test_comms_lost_warns_at_5_s_and_floats_both_at_20_s(d: Driver) -> None:
     status = d.run(None, 4)
     assert normal(status)
+    assert status.bank is not None
+    assert status.bank.min_cell_voltage == 3.30
     status = d.step(None)  # 5 s without fresh data
     assert status.warnings == (Code.W_B05,)
+    assert status.bank is not None  # the topology stays shown, the stale extremes do not
+    assert status.bank.batteries == 1
+    assert status.bank.min_cell_voltage is None
+    assert status.bank.max_cell_voltage is None
+    assert status.bank.min_temperature is None
+    assert status.bank.max_temperature is None
     assert status.outputs.load
     assert status.outputs.charger
     assert status.voltage is None  # stale figures are not shown
@@ -240,12 +271,50 @@ def test_remote_off_floats_both_and_clears_the_pre_alarm(d: Driver) -> None:
     assert status.outputs == Outputs.safe()
     assert status.discharge_reason == status.charge_reason == Reason.REMOTE_OFF
     assert not status.remote
-    # back on with a cell under 2.80 V: the 30 s lead starts again from zero
-    d.run(low_cell(2.75), 100, off)
-    status = d.step(low_cell(2.75))
+    assert status.warnings == (Code.W_B01,)
+    status = d.step(low_cell(3.0))  # back on: the pre-alarm rises again
     assert status.outputs == Outputs(load=True, charger=True, prealarm=True)
-    took, _ = d.run_until(low_cell(2.75), lambda s: not s.outputs.load, 60)
-    assert took == pytest.approx(PREALARM_LEAD_S)  # counted from the step it rose
+
+
+def test_a_cell_under_2_80_while_switched_off_latches_the_under_voltage(d: Driver) -> None:
+    """The cell is under 2.80 V even with the loads off: switching on must not reconnect."""
+    off = Inputs(remote=False)
+    status = d.run(low_cell(2.75), PREALARM_LEAD_S + 1, off)
+    assert status.alarms == (Code.A_B01,)
+    assert status.outputs == Outputs.safe()
+    status = d.step(low_cell(2.75))
+    assert not status.outputs.load
+    assert status.outputs.prealarm
+    assert status.discharge_reason == Reason.CELL_UNDER_VOLTAGE
+    assert not d.run(low_cell(3.19), 60).outputs.load
+    assert normal(d.run(low_cell(3.20), 1))
+
+
+@pytest.mark.parametrize("switch", ["remote", "mode"])
+@pytest.mark.parametrize("rested", [2.75, 2.85])
+def test_switching_off_for_a_second_every_30_s_does_not_defeat_the_under_voltage(
+    d: Driver, switch: str, rested: float
+) -> None:
+    """On 29 s at 2.75 V under load, off 1 s (the cell reads ``rested``): A-B01 within 30 s of
+    under-voltage, not never."""
+    loaded_seconds = 0.0
+    for _ in range(5):
+        for _ in range(29):
+            status = d.step(low_cell(2.75))
+            if not status.outputs.load:
+                break
+            loaded_seconds += d.tick
+        if not status.outputs.load:
+            break
+        if switch == "remote":
+            d.step(low_cell(rested), Inputs(remote=False))
+        else:
+            d.bms.set_setting("mode", False)
+            d.step(low_cell(rested))
+            d.bms.set_setting("mode", True)
+    assert status.alarms == (Code.A_B01,)
+    assert status.discharge_reason == Reason.CELL_UNDER_VOLTAGE
+    assert loaded_seconds <= PREALARM_LEAD_S
 
 
 def test_mode_off_floats_both_like_remote_off(d: Driver) -> None:

@@ -12,7 +12,7 @@ from core_helpers import Driver, bank
 from bms_daemon.core.bms import Bms
 from bms_daemon.core.protection import PREALARM_LEAD_S
 from bms_daemon.core.settings import SettingError, Settings
-from bms_daemon.core.types import BalancerState, Code, History, Reason
+from bms_daemon.core.types import BalancerState, Code, History, Inputs, Reason
 
 
 def test_charged_voltage_is_checked_against_the_detected_bank() -> None:
@@ -58,6 +58,44 @@ def test_a_charged_voltage_set_for_another_bank_falls_back_to_the_default() -> N
     readings = bank("12.8V-100Ah", 2, 1, cell=3.5, current=1.0)  # 28.0 V = 3.50 V x 8
     d.prime(readings)
     assert d.run(readings, 180).soc == 100.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("mode", False),
+        ("discharge_floor", 15),
+        ("low_soc_warning", 30),
+        ("bluetooth", False),
+        ("instant_readout", False),
+        ("pin", "123456"),
+        ("tail_current", 2),
+    ],
+)
+def test_a_stored_charged_voltage_the_bank_no_longer_allows_blocks_no_other_change(
+    name: str, value: Any
+) -> None:
+    """20 V was accepted before any battery data (any 4-16 cell bank); the bank is 12 V.
+    Mode off (the one-tap system off) and every other setting must still be changeable."""
+    bms = Bms(Settings(charged_voltage=20.0))
+    status = bms.step(bank(), Inputs(), 0.0)
+    assert status.setting_problems == (
+        "charged_voltage 20 V does not fit this bank of 4 cells in series (allowed "
+        "13.60-14.40 V); 14.00 V is used until it is set again",
+    )
+    assert getattr(bms.set_setting(name, value), name) == value
+    assert bms.settings.charged_voltage == 20.0  # kept: reported, not silently replaced
+    with pytest.raises(SettingError, match=r"allowed: 13\.60-14\.40 V"):
+        bms.set_setting("charged_voltage", 20.0)  # setting it again is judged on the bank
+    assert bms.set_setting("charged_voltage", None).charged_voltage is None
+    assert bms.step(bank(), Inputs(), 1.0).setting_problems == ()
+
+
+def test_no_setting_problem_before_the_bank_is_known_or_while_it_is_invalid() -> None:
+    bms = Bms(Settings(charged_voltage=20.0))
+    assert bms.status.setting_problems == ()
+    invalid = bank("12.8V-100Ah", 3, 1)  # 38.4 V: E-B05
+    assert bms.step(invalid, Inputs(), 0.0).setting_problems == ()
 
 
 @pytest.mark.parametrize(

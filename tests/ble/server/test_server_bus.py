@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from ble_server_fakes import FakeConfig, FakeDevice, sample_status
+from ble_server_fakes import Clock, FakeConfig, FakeDevice, sample_status
 from bleak import BleakClient, BleakScanner
 from bleak.args.bluez import BlueZClientArgs, BlueZScannerArgs
 from bleak.backends.device import BLEDevice
@@ -16,7 +16,7 @@ from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError
 
 from bms_daemon.store import MemoryStore
 from gatt import codec, profile, security
-from gatt.service import BleService
+from gatt.service import BLUETOOTH_ON_AT_START_S, BleService
 from gatt.virtual.bus import VirtualBus, start_virtual_bus
 from gatt.virtual.config import WorldConfig
 
@@ -190,3 +190,48 @@ async def test_a_second_central_connecting_or_leaving_closes_the_sessions(
                     await second.disconnect()
                 assert await refused_soon(first, status) == (  # and again when it leaves
                     profile.ATT_INSUFFICIENT_AUTHORIZATION)
+
+
+async def test_bluetooth_off_the_window_starts_when_bluez_appears_and_a_central_finishes_the_job(
+        virtual_bus: VirtualBus) -> None:
+    """Bluetooth off in the settings, bluetoothd missing at start and back only when the
+    daemon's clock says 40 s: the 30 s re-enable window starts then (§4.5), and a central that
+    connects in it is not dropped at 30 s: it logs in and switches Bluetooth on again."""
+    device = FakeDevice()
+    device.set_setting("bluetooth", False)
+    clock = Clock()
+    restart = asyncio.create_task(virtual_bus.restart_bluetoothd(down=5.0))
+    async with asyncio.timeout(WAIT_S):
+        while await virtual_bus.bluez_owner():  # noqa: ASYNC110 - polled over D-Bus
+            await asyncio.sleep(0.01)
+    service = BleService(device, FakeConfig(), MemoryStore(), clock=clock)
+    task = asyncio.create_task(service.run())
+    clock.now += 40.0  # bluetoothd is still away: no window has been spent on it
+    try:
+        await restart
+        found, _ = await first_advertisement()  # the window is open now
+        async with BleakClient(found, bluez=CENTRAL, timeout=WAIT_S) as client:
+            async with asyncio.timeout(WAIT_S):
+                while not service.connected:  # noqa: ASYNC110 - Device1 signal, no event here
+                    await asyncio.sleep(0.01)
+            levels: asyncio.Queue[int] = asyncio.Queue()
+            await client.start_notify(profile.uuid_of("battery_level"),
+                                      lambda _c, data: levels.put_nowait(data[0]))
+            clock.now += BLUETOOTH_ON_AT_START_S + 10  # the window is over, the job is not
+            device.publish(sample_status(soc=55.0))
+            async with asyncio.timeout(WAIT_S):  # the service has looked at its clock since
+                while await levels.get() != 55:
+                    pass
+            assert service.advertising
+            await client.pair()
+            session = await login(client)
+            uuid = profile.uuid_of("setting.bluetooth")
+            body = codec.SETTING_CODECS["bluetooth"].encode(True)
+            await client.write_gatt_char(uuid, security.seal(session.key, uuid, 1, body),
+                                         response=True)
+            assert device.settings().bluetooth is True
+        assert service.advertising
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -328,3 +328,16 @@ def test_text_fields_never_split_a_character() -> None:
     record = codec.decode_battery(codec.encode_battery(0, (bat,)))
     assert record.battery is not None
     assert record.battery.serial == "éééééééé"
+
+
+def test_a_stored_charged_voltage_the_bank_does_not_allow_is_flagged_in_the_status() -> None:
+    from gatt.client_format import format_status  # noqa: PLC0415
+
+    fine = codec.decode_status(codec.encode_status(sample_status()))
+    assert not fine.charged_voltage_not_used
+    assert not any("not used" in line for line in format_status(fine))
+    problem = sample_status(setting_problems=("charged_voltage 20 V does not fit ...",))
+    view = codec.decode_status(codec.encode_status(problem))
+    assert view.charged_voltage_not_used
+    assert any(line.startswith("Setting not used    charged_voltage does not fit")
+               for line in format_status(view))

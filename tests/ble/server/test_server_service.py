@@ -16,7 +16,7 @@ from bms_daemon.store import MemoryStore
 from gatt import codec, profile, security
 from gatt.broadcaster import ReadoutBroadcaster
 from gatt.server import AttError
-from gatt.service import BLUETOOTH_ON_AT_START_S, BleService
+from gatt.service import BLUETOOTH_ON_AT_START_S, BLUETOOTH_WINDOW_GRACE_S, BleService
 
 PIN = "000000"
 
@@ -323,6 +323,80 @@ async def test_bluetooth_off_in_the_settings_at_start_still_gives_the_window() -
         rig.clock.now += BLUETOOTH_ON_AT_START_S + 1
         rig.tick()
         await until(lambda: not rig.service.advertising)
+
+
+async def settled(rig: Rig, soc: float) -> None:
+    """Publish a status with a new SOC and wait until the service has handled it (its Battery
+    Level went out), so what the service decided at that time can be checked."""
+    rig.device.command("set_soc", soc)
+    rig.tick()
+    level = codec.encode_battery_level(soc)
+    await until(lambda: ("battery_level", level) in rig.server.notified)
+
+
+async def test_the_window_opens_when_bluetooth_first_becomes_available_not_at_start() -> None:
+    """bluetoothd up 40 s after the daemon: the 30 s window starts then, not at start-up."""
+    device = FakeDevice()
+    device.set_setting("bluetooth", False)
+    async with running(device, fail=True) as rig:
+        await until(lambda: len(rig.factory.servers) >= 2, within=5)
+        rig.clock.now += 40  # bluetoothd still missing
+        rig.factory.fail = False
+        await until(lambda: rig.service.advertising, within=10)
+        rig.clock.now += BLUETOOTH_ON_AT_START_S - 1
+        await settled(rig, 51.0)
+        assert rig.service.advertising
+        rig.clock.now += 1
+        rig.tick()
+        await until(lambda: not rig.service.advertising)
+
+
+async def test_a_central_connected_within_the_window_may_finish_the_job() -> None:
+    device = FakeDevice()
+    device.set_setting("bluetooth", False)
+    async with running(device) as rig:
+        server = rig.server
+        server.on_connections(frozenset({"/org/bluez/hci0/dev_A"}))
+        rig.clock.now += BLUETOOTH_ON_AT_START_S + 60  # the window is over: still connected
+        await settled(rig, 52.0)
+        assert not server.stopped
+        session = rig.login()
+        session.set("bluetooth", True)  # the job: Bluetooth on again
+        assert device.settings().bluetooth
+        server.on_connections(frozenset())
+        await settled(rig, 53.0)
+        assert rig.service.advertising  # on for good now
+        assert rig.server is server
+
+
+async def test_the_window_central_is_dropped_when_it_leaves_or_after_the_grace() -> None:
+    device = FakeDevice()
+    device.set_setting("bluetooth", False)
+    async with running(device) as rig:
+        first = rig.server
+        first.on_connections(frozenset({"dev_A"}))
+        rig.clock.now += BLUETOOTH_ON_AT_START_S + BLUETOOTH_WINDOW_GRACE_S
+        rig.tick()
+        await until(lambda: first.stopped)  # a central cannot hold Bluetooth on for ever
+    async with running(device) as rig:
+        second = rig.server
+        second.on_connections(frozenset({"dev_A"}))
+        rig.clock.now += BLUETOOTH_ON_AT_START_S + 1
+        rig.tick()
+        second.on_connections(frozenset())  # it leaves without switching Bluetooth on
+        await until(lambda: second.stopped)
+        assert not rig.service.advertising
+
+
+async def test_a_central_connecting_after_the_window_gets_no_grace() -> None:
+    device = FakeDevice()
+    async with running(device) as rig:
+        server = rig.server
+        rig.clock.now += BLUETOOTH_ON_AT_START_S + 1
+        server.on_connections(frozenset({"dev_A"}))
+        device.set_setting("bluetooth", False)
+        rig.tick()
+        await until(lambda: server.stopped)
 
 
 async def test_bluez_going_away_makes_a_fresh_registration() -> None:
