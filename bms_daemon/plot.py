@@ -149,9 +149,10 @@ def figure(samples: Sequence[Sample], title: str = "", settings: Settings | None
 
 
 def _soc_panel(ax: Any, samples: Sequence[Sample], x: list[float], settings: Settings) -> None:
-    ax.plot(x, [_nan(s.soc) for s in samples], color="tab:blue", linewidth=1.2,
-            label=_SOC_LEGEND[0])
-    ax.plot(x, [s.true_soc for s in samples], color="0.6", linewidth=1.6, label=_SOC_LEGEND[1])
+    ax.plot(x, [_nan(s.soc) for s in samples], color="tab:blue", linewidth=1.0,
+            label=_SOC_LEGEND[0], zorder=3)  # on top: where they agree, the BMS's line shows
+    ax.plot(x, [s.true_soc for s in samples], color="0.7", linewidth=2.4, label=_SOC_LEGEND[1],
+            zorder=2)
     ax.plot([], [], " ", label=_SOC_LEGEND[2])
     _threshold(ax, settings.low_soc_warning, "tab:orange",
                f"low SOC {settings.low_soc_warning:g} %: PRE-ALARM")
