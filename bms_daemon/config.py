@@ -73,7 +73,7 @@ class BmsConfig:
 
     rate_hz: float = 2.0
     state_directory: str = ""
-    save_interval_s: float = 60.0
+    save_interval_s: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +295,7 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
 
     settings = dict(table["settings"])
     try:
-        Settings().with_values(settings)
+        Settings().with_values(settings).check_charged_voltage_fits_a_bank()
     except SettingError as exc:
         raise _ProblemError(f"[settings] {exc}") from None
 
@@ -414,7 +414,7 @@ def check_mqtt(config: Config) -> str | None:
 
 def source_message(message: str) -> str:
     """Name the [source] table once, whether or not the source's message already does."""
-    return message if message.startswith("[source]") else f"[source] {message}"
+    return message if message.startswith(("[source]", "[source.")) else f"[source] {message}"
 
 
 # --- `smallbms check-config` ------------------------------------------------------------------
@@ -445,6 +445,16 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_keys(value: Any) -> Any:
+    """``value`` with every ``key = "…"`` (a device's encryption key) hidden: the summary goes
+    to the journal."""
+    if isinstance(value, dict):
+        return {k: "<hidden>" if k == "key" else _without_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_keys(v) for v in value]
+    return value
+
+
 def summary(config: Config) -> str:
     """A few lines a user can check at a glance (also logged by the daemon at start)."""
     gpio = config.gpio
@@ -452,12 +462,13 @@ def summary(config: Config) -> str:
         f"{name}={spec.line}{'(active low)' if spec.active_low else ''}"
         for name, spec in gpio.lines.items()
     )
-    source_extra = ", ".join(f"{k}={v!r}" for k, v in config.source.items() if k != "type")
+    source_extra = ", ".join(f"{k}={_without_keys(v)!r}" for k, v in config.source.items()
+                             if k != "type")
     ble = config.ble
     seeds = ", ".join(f"{k}={v!r}" for k, v in config.settings.items()) or "none"
     return "\n".join([
         f"  state directory: {config.state_directory()}",
-        f"  control loop:    {config.bms.rate_hz:g} Hz, state saved every "
+        f"  control loop:    {config.bms.rate_hz:g} Hz, figures saved at most every "
         f"{config.bms.save_interval_s:g} s while changing",
         f"  battery source:  {config.source['type']}"
         + (f" ({source_extra})" if source_extra else ""),

@@ -8,6 +8,9 @@ Tasks, all in one asyncio loop:
   a stalled loop gets the process killed and the outputs released.
 * the **LED task**: blinks the optional LEDs between ticks.
 * **persistence**: saves run in a worker thread started by the loop (never awaited by it).
+* the **source task** (a real battery source only): the source's reader tasks, which
+  reconnect on their own; ``read(now)`` in the control loop never waits for them.  A source
+  task that fails (a bug) is logged and restarted; the comms rules protect meanwhile.
 * **BLE** (optional): ``gatt.service.BleService`` on the real BlueZ, or on a virtual BlueZ when
   none is on the system bus.  Any BLE failure is logged and retried; it never touches the loop.
 * **MQTT** (optional, ``[mqtt]``): ``bms_daemon.mqtt.service.MqttService``.  The loop only hands
@@ -52,7 +55,8 @@ from bms_daemon.controller import BmsCore, Controller
 from bms_daemon.core.types import Inputs, Outputs, Readings, Status
 from bms_daemon.gpio import GpioError, GpioPort, open_port
 from bms_daemon.gpio.driver import OutputDriver, next_blink_edge
-from bms_daemon.persistence import Persister
+from bms_daemon.persistence import SAVE_INTERVAL_S, Persister
+from bms_daemon.sources import comms_delays as source_comms_delays
 from bms_daemon.state.layout import DocumentStore, Restored, SettingsFile, counters_of, restore
 from bms_daemon.state.lock import StateDirectoryBusyError, StateLock
 from bms_daemon.store import FileStore, Store
@@ -67,6 +71,7 @@ BLE_RETRY_MAX_S = 60.0  # ... up to once a minute
 BLE_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for the BLE side to let go
 MQTT_STOP_TIMEOUT_S = 5.0  # how long shutdown waits for MQTT to publish "offline"
 SOURCE_ERROR = "source_failed"
+SOURCE_RETRY_S = 5.0  # a source task that crashed (a bug, not a device problem) restarts after
 # Clean stop (float, save, exit 0) on these; SIGHUP too, so closing the terminal of a
 # foreground daemon does not kill it without floating the outputs first.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -101,6 +106,7 @@ class _Seen:
     remote: bool | None = None
     setting_problems: tuple[str, ...] = ()
     notify_status: str = ""
+    source_notes: tuple[str, ...] = ()
     status_logged_at: float | None = None
 
 
@@ -115,7 +121,7 @@ class Daemon:
         driver: OutputDriver,
         store: Store,
         rate_hz: float = 2.0,
-        save_interval_s: float = 60.0,
+        save_interval_s: float = SAVE_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         ble: Callable[[Controller], AsyncIterator[None]] | None = None,
     ) -> None:
@@ -213,6 +219,12 @@ class Daemon:
             if seen.synchronised is not None or status.soc_synchronised:
                 log.info("soc_state", synchronised=status.soc_synchronised, soc=_soc(status.soc))
             seen.synchronised = status.soc_synchronised
+        if status.source_notes != seen.source_notes:
+            if status.source_notes:  # the battery's own alarms: shown, never obeyed
+                log.warning("source_notes", notes=list(status.source_notes))
+            else:
+                log.info("source_notes_cleared")
+            seen.source_notes = status.source_notes
         if status.mode != seen.mode:
             log.info("mode", mode="on" if status.mode else "off")
             seen.mode = status.mode
@@ -298,12 +310,27 @@ class Daemon:
             await asyncio.sleep(delay)
             delay = min(delay * 2, BLE_RETRY_MAX_S)
 
+    async def _source_loop(self) -> None:
+        run = getattr(self.source, "run", None)
+        if run is None:
+            return
+        while True:
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the feeds handle device problems; this is a bug
+                log.exception("source_task_failed", retry_in_s=SOURCE_RETRY_S,
+                              action="no battery data meanwhile: the comms rules protect")
+            await asyncio.sleep(SOURCE_RETRY_S)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; outputs float and state is saved on the way out."""
         self.driver.float_all()
         control = asyncio.create_task(self._control_loop(stop), name="control")
         leds = asyncio.create_task(self._led_loop(), name="leds")
         ble = asyncio.create_task(self._ble_loop(), name="ble")
+        source = asyncio.create_task(self._source_loop(), name="source")
         mqtt = asyncio.create_task(self._mqtt_loop(), name="mqtt")
         stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
@@ -313,9 +340,9 @@ class Daemon:
             self.driver.float_all()  # first: the battery's safety does not wait for the disk
             log.info("stopping", outputs="floating")
             stop.set()
-            for task in (control, leds, stopping):
+            for task in (control, leds, stopping, source):
                 task.cancel()
-            await asyncio.gather(control, leds, stopping, return_exceptions=True)
+            await asyncio.gather(control, leds, stopping, source, return_exceptions=True)
             await self._save_on_exit()
             await self._stop_mqtt(mqtt)
             ble.cancel()
@@ -420,6 +447,7 @@ def build(
         raise ConfigError("no battery source available (bms_daemon.sources.create_source)")
     try:
         source = factory(config.source)
+        comms = source_comms_delays(config.source)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{config.origin}: {source_message(str(exc))}") from None
     store = FileStore(state_directory)
@@ -427,6 +455,7 @@ def build(
     if leftovers:
         log.info("removed_interrupted_saves", files=leftovers)
     restored = load_bms(config, store)
+    restored.bms.set_comms_delays(*comms)
     initial_soc = getattr(source, "initial_soc", None)  # a simulated bank with known_soc
     if restored.counters is None and initial_soc is not None:
         restored.bms.command("set_soc", round(initial_soc, 1), clock())

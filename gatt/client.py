@@ -41,8 +41,13 @@ from bleak.exc import (
 from bms_daemon.core.types import BankStatus, BatteryStatus, History
 from gatt import codec, profile, security
 from gatt.agent import optional_just_works_agent
-from gatt.client_errors import (
+from gatt.client_defaults import (
+    COMMANDS,
+    CONNECT_TIMEOUT_DEFAULT,
     PIN_ENV_VAR,
+    SCAN_TIMEOUT_DEFAULT,
+)
+from gatt.client_errors import (
     ClientError,
     DeviceNotFound,
     LinkLost,
@@ -56,7 +61,6 @@ from gatt.client_errors import (
     translating,
 )
 from gatt.client_scan import (
-    SCAN_TIMEOUT_DEFAULT,
     ScanResult,
     bluez_args,
     default_adapter,
@@ -91,7 +95,6 @@ __all__ = [
 _T = TypeVar("_T")
 
 # Our own choices, in one place (documented in docs/client.md).
-CONNECT_TIMEOUT_DEFAULT = 10.0  # s for connecting and resolving services
 REPLY_TIMEOUT = 5.0  # s to wait for a control-point indication or an auth answer
 REASON_TIMEOUT = 1.0  # s to wait for the reason of a refused setting after the ATT error
 WATCH_REFRESH_S = 2.0  # s without a status notification before `watch` reads it itself
@@ -531,7 +534,7 @@ class SmallBmsClient:
         """Run a command by name; returns the device's confirmation.
 
         ``set_soc`` (0-100), ``synchronise``, ``mode`` (on/off), ``reset_history``,
-        ``factory_reset``, ``bluetooth_off``, ``change_pin`` (6 digits)."""
+        ``factory_reset``, ``bluetooth_off``, ``change_pin`` (6 digits), ``confirm_bank``."""
         name = _COMMAND_ALIASES.get(name, name)
         if name == "set_soc":
             soc = _number(argument, "set_soc needs the SOC in % (0-100), e.g. 80")
@@ -777,9 +780,6 @@ _PLAIN_COMMANDS: dict[str, int] = {
     "reset_history": codec.OP_RESET_HISTORY,
     "factory_reset": codec.OP_FACTORY_RESET,
     "bluetooth_off": codec.OP_BLUETOOTH_OFF,
+    "confirm_bank": codec.OP_CONFIRM_BANK,
 }
 _COMMAND_ALIASES = {"sync": "synchronise", "synchronize": "synchronise"}
-COMMANDS: tuple[str, ...] = (
-    "set_soc", "synchronise", "mode", "reset_history", "factory_reset", "bluetooth_off",
-    "change_pin",
-)

@@ -19,8 +19,7 @@ from bleak.exc import (
 )
 
 from gatt import profile
-
-PIN_ENV_VAR = "SMALLBMS_PIN"  # where the command line and the messages look for the PIN
+from gatt.client_defaults import PIN_ENV_VAR
 
 
 # --------------------------------------------------------------------------------------------

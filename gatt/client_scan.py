@@ -19,10 +19,10 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from gatt import readout
+from gatt.client_defaults import SCAN_TIMEOUT_DEFAULT
 from gatt.client_errors import NO_BLUEZ_HINT, ClientError, DeviceNotFound, NoBluetooth, translating
 
 # Our own choices, in one place (documented in docs/client.md).
-SCAN_TIMEOUT_DEFAULT = 5.0  # s to look for devices (`scan`, or finding --device)
 AMBIGUITY_GRACE_S = 1.0  # s to keep listening after a first smallbms, to notice a second one
 BLUEZ_ANSWER_TIMEOUT_S = 10.0  # s for BlueZ to answer the first calls of a scan
 VICTRON_COMPANY_ID = 0x02E1

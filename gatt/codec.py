@@ -639,6 +639,7 @@ OP_FACTORY_RESET = 0x05
 OP_BLUETOOTH_OFF = 0x06
 OP_CHANGE_PIN = 0x07  # argument: 6 bytes, the new PIN's ASCII digits masked with the session
 OP_READ_KEY = 0x08  # result data: the 16-byte readout key masked with the session
+OP_CONFIRM_BANK = 0x09  # the batteries reporting now are the bank (a battery was removed)
 OP_SETTING_REJECTED = 0x80  # result only: why the last settings write was refused
 
 OPCODE_NAMES: dict[int, str] = {
@@ -650,10 +651,12 @@ OPCODE_NAMES: dict[int, str] = {
     OP_BLUETOOTH_OFF: "bluetooth_off",
     OP_CHANGE_PIN: "change_pin",
     OP_READ_KEY: "read_key",
+    OP_CONFIRM_BANK: "confirm_bank",
     OP_SETTING_REJECTED: "setting_rejected",
 }
 _ARGUMENT_SIZE = {OP_SET_SOC: 2, OP_SYNCHRONISE: 0, OP_MODE: 1, OP_RESET_HISTORY: 0,
-                  OP_FACTORY_RESET: 0, OP_BLUETOOTH_OFF: 0, OP_CHANGE_PIN: 6, OP_READ_KEY: 0}
+                  OP_FACTORY_RESET: 0, OP_BLUETOOTH_OFF: 0, OP_CHANGE_PIN: 6, OP_READ_KEY: 0,
+                  OP_CONFIRM_BANK: 0}
 PIN_SIZE = 6
 READOUT_KEY_SIZE = 16
 

@@ -507,6 +507,8 @@ class BleService:
             text = self._device.command("reset_history")
         elif op == codec.OP_FACTORY_RESET:
             text = self._device.command("factory_reset")
+        elif op == codec.OP_CONFIRM_BANK:
+            text = self._device.command("confirm_bank")
         elif op == codec.OP_MODE:
             if arg[0] > 1:
                 raise codec.CodecError(f"mode must be 0 (off) or 1 (on), not {arg[0]}")

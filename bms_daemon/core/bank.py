@@ -11,6 +11,10 @@ too many (unknown or mixed models, more than 50 batteries in a 12/24 V bank or 2
 bank, no battery at all); **E-B05** when the wiring does not make a valid bank (incomplete
 strings, a series count that does not give 12, 24 or 48 V, a battery reporting the wrong number
 of cells).
+
+A DIY pack (a battery that is not a Lithium NG model) carries its own description in its
+readings (``BatteryReading.description``: name, cells in series, capacity); the same rules
+apply to it, so one 16-cell 280 Ah pack is a valid 48 V bank and a 15-cell pack is E-B05.
 """
 
 from __future__ import annotations
@@ -18,17 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bms_daemon.core.types import BatteryReading, Code
+from bms_daemon.core.types import BatteryModel, BatteryReading, Code
 
-
-@dataclass(frozen=True, slots=True)
-class BatteryModel:
-    """One Lithium NG battery model [2.1]."""
-
-    name: str
-    nominal_voltage: float  # V
-    capacity_ah: float
-    cells: int  # cells in series inside the battery
+__all__ = ["MODELS", "BatteryModel", "Topology", "detect_topology", "voltage_error"]
 
 
 def _model(nominal: float, capacity: int, cells: int) -> BatteryModel:
@@ -110,10 +106,12 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
         return _invalid(
             Code.E_B01, f"mixed battery models {', '.join(names)}: use one model only", count
         )
-    model = MODELS.get(first)
+    model = MODELS.get(first) or batteries[0].description
     if model is None:
         return _invalid(Code.E_B01, f"unknown battery model {first!r}", count)
-    if [len(b.cell_voltages) for b in batteries].count(model.cells) != count:
+    if [len(b.cell_voltages) for b in batteries].count(model.cells) != count and not all(
+        _cells_ok(b, model.cells) for b in batteries
+    ):
         return _invalid(
             Code.E_B05, f"a battery does not report {model.cells} cells like a {model.name}", count
         )
@@ -146,6 +144,15 @@ def detect_topology(batteries: Sequence[BatteryReading], bank_voltage: float) ->
     return Topology(model, count, series, count // series, series * model.cells)
 
 
+def _cells_ok(battery: BatteryReading, cells: int) -> bool:
+    """The battery reports its ``cells`` cells one by one, or (a protocol that gives only the
+    extremes) its lowest and highest cell."""
+    reported = battery.cell_voltages
+    if reported:
+        return len(reported) == cells
+    return battery.min_cell_voltage is not None and battery.max_cell_voltage is not None
+
+
 class TopologyDetector:
     """``detect_topology`` with a memory of the last bank it saw.
 
@@ -173,8 +180,17 @@ class TopologyDetector:
 
 
 def _shape(batteries: Sequence[BatteryReading]) -> tuple[object, ...]:
-    """What the topology depends on besides the voltages: each battery's model and cells."""
-    return (*[b.model for b in batteries], *[len(b.cell_voltages) for b in batteries])
+    """What the topology depends on besides the voltages: each battery's model and cells (or,
+    for a battery that reports only its extremes, whether it does) and a DIY description."""
+    shape: tuple[object, ...] = (
+        *[b.model for b in batteries], *[len(b.cell_voltages) for b in batteries]
+    )
+    if not all(b.cell_voltages for b in batteries):
+        shape += (*[b.min_cell_voltage is None or b.max_cell_voltage is None
+                    for b in batteries],)
+    if batteries and batteries[0].description is not None:
+        shape += (batteries[0].description,)
+    return shape
 
 
 def _series(batteries: Sequence[BatteryReading], bank_voltage: float) -> int:

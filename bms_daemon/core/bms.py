@@ -14,7 +14,18 @@ full detection time).
 
 Readings holding a NaN or an infinity are treated as no fresh data (a NaN compares false with
 every threshold, so it would silently disable the protection): the comms rules take over,
-W-B05 after 5 s and A-B05 with both outputs floating after 20 s.
+W-B05 after 5 s and A-B05 with both outputs floating after 20 s (the delays a source's
+configuration may set, within ``protection.COMMS_*_RANGE_S``).
+
+**A battery that disappears.**  The bank's batteries (their serials) are remembered, across
+restarts too (the snapshot's ``bank`` section).  Readings that lack a battery seen before are
+*incomplete*: they still feed the cell, pack and temperature rules of the batteries that do
+report, and SOC keeps counting against the remembered bank's capacity (not the capacity of
+what is left, which would make SOC run twice as fast in a 2-parallel bank), but they are not
+fresh data for the comms rules: W-B05, then A-B05 with both outputs floating.  New batteries
+join the memory by themselves once the bank they make is valid; a battery that is gone for
+good (a deliberate bank change) is forgotten only by the ``confirm_bank`` command, never by a
+guess.
 """
 
 from __future__ import annotations
@@ -29,7 +40,13 @@ from bms_daemon.core.bank import Topology, TopologyDetector, voltage_error
 from bms_daemon.core.errors import SnapshotError
 from bms_daemon.core.history import HistoryTracker
 from bms_daemon.core.leds import leds
-from bms_daemon.core.protection import COMMS_WARNING_S, Measurements, Protection, Verdict
+from bms_daemon.core.protection import (
+    COMMS_ALARM_S,
+    COMMS_WARNING_S,
+    Measurements,
+    Protection,
+    Verdict,
+)
 from bms_daemon.core.settings import SettingError, Settings
 from bms_daemon.core.soc import SocCounter, SocSource, zero_band
 from bms_daemon.core.types import (
@@ -51,7 +68,7 @@ SNAPSHOT_VERSION = 1
 # (ours) The longest gap between two fresh samples that is still integrated (SOC, energy, sync
 # timer): past it, the current of the new sample says nothing about the time in between.
 MAX_INTEGRATION_GAP_S = 60.0
-COMMANDS = ("set_soc", "synchronise", "reset_history", "factory_reset")
+COMMANDS = ("set_soc", "synchronise", "reset_history", "factory_reset", "confirm_bank")
 _SYNC_SETTINGS = ("charged_voltage", "tail_current", "charge_detection_time")
 _NO_CODES: tuple[Code, ...] = ()
 _FACTORY_SETTINGS = Settings()
@@ -63,26 +80,58 @@ def _finite(readings: Readings) -> bool:
     total = readings.bank_voltage + readings.bank_current
     total += sum([b.voltage + b.current + b.temperature for b in batteries])
     total += sum(map(sum, [b.cell_voltages for b in batteries]))
+    total += sum(
+        [b.coldest + (b.min_cell_voltage or 0.0) + (b.max_cell_voltage or 0.0) for b in batteries]
+    )
     return math.isfinite(total)
+
+
+def _restore_bank(data: object) -> tuple[frozenset[str], float]:
+    """The remembered bank from the snapshot's ``bank`` section; SnapshotError when unusable."""
+    if not isinstance(data, dict):
+        raise SnapshotError("snapshot: bank must be a table")
+    serials = data.get("batteries", [])
+    capacity = data.get("capacity_ah", 0.0)
+    if not isinstance(serials, list) or not all(isinstance(s, str) for s in serials):
+        raise SnapshotError("snapshot: bank batteries must be a list of serial numbers")
+    if (
+        isinstance(capacity, bool)
+        or not isinstance(capacity, int | float)
+        or not math.isfinite(capacity)
+        or capacity < 0
+    ):
+        raise SnapshotError("snapshot: bank capacity_ah must be a number of Ah")
+    return frozenset(serials), float(capacity)
 
 
 class Bms:
     """The smallBMS NG logic.  Not thread-safe: the daemon calls it from its control loop."""
 
     def __init__(
-        self, settings: Settings = _FACTORY_SETTINGS, saved: dict[str, Any] | None = None
+        self,
+        settings: Settings = _FACTORY_SETTINGS,
+        saved: dict[str, Any] | None = None,
+        *,
+        comms_warning_s: float = COMMS_WARNING_S,
+        comms_alarm_s: float = COMMS_ALARM_S,
     ) -> None:
         self._settings = settings
         self._soc = SocCounter()
         self._history = HistoryTracker()
         self._balancer = Balancer()
         self._protection = Protection()
+        self._known: frozenset[str] = frozenset()  # serials of the bank's batteries, remembered
+        self._known_capacity_ah = 0.0  # capacity of the remembered bank
         if saved is not None:
             self._restore(saved)
+        self._comms_warning_s = comms_warning_s
+        self.set_comms_delays(comms_warning_s, comms_alarm_s)
+        self._present: frozenset[str] = frozenset()  # serials of the last readings
+        self._last_sample: float | None = None  # last readings, complete or not (SOC gap)
         self._topology: Topology | None = None
         self._detector = TopologyDetector()
-        self._serials: frozenset[str] = frozenset()  # of the batteries of the last readings
-        self._capacity_ah = 0.0  # of the last valid bank; SOC keeps counting through an error
+        self._capacity_ah = self._known_capacity_ah  # of the last valid bank; SOC keeps
+        # counting through an error and through a missing battery
         self._first_now: float | None = None
         self._last_now: float | None = None
         self._last_fresh: float | None = None
@@ -151,12 +200,15 @@ class Bms:
         if readings is not None and not _finite(readings):
             readings = None  # a NaN would silently pass every threshold: treat it as no data
         if readings is not None:
-            previous = self._last_fresh
+            previous = self._last_sample
             gap = 0.0 if previous is None else min(max(now - previous, 0.0), MAX_INTEGRATION_GAP_S)
-            self._last_fresh = now
-            self._ingest(readings, gap)
+            self._last_sample = now
+            complete = self._complete(readings)
+            if complete:
+                self._last_fresh = now
+            self._ingest(readings, gap, complete)
         age = now - (self._last_fresh if self._last_fresh is not None else self._first_now)
-        stale = age >= COMMS_WARNING_S
+        stale = age >= self._comms_warning_s
         if stale:
             self._soc.reset_sync_timer()
 
@@ -205,6 +257,7 @@ class Bms:
             errors=errors,
             bank=self._stale_view(self._bank) if stale else self._bank,
             temperature=temperature,
+            source_notes=readings.notes if readings is not None else self._status.source_notes,
             setting_problems=self.setting_problems(),
         )
         return self._status
@@ -226,6 +279,41 @@ class Bms:
             cached = self._stale_bank = (bank, stale)
         return cached[1]
 
+    def _complete(self, readings: Readings) -> bool:
+        """Every remembered battery reports (see the module doc: a battery that disappears)."""
+        present = self._present
+        batteries = readings.batteries
+        if len(present) != len(batteries) or not all(
+            b.serial in present for b in batteries
+        ):
+            present = self._present = frozenset([b.serial for b in batteries])
+        known = self._known
+        return not known or known <= present
+
+    def _remember(self, topology: Topology) -> None:
+        """A valid bank that holds every remembered battery becomes the remembered bank."""
+        present = self._present
+        if self._known <= present:
+            self._known = present
+            self._known_capacity_ah = topology.capacity_ah
+
+    def set_comms_delays(self, warning_s: float, alarm_s: float) -> None:
+        """The comms-loss delays (seconds without fresh data before W-B05, A-B05): the battery
+        source's configuration, not a setting (docs/sources.md)."""
+        self._comms_warning_s = warning_s
+        self._protection.comms_warning_s = warning_s
+        self._protection.comms_alarm_s = alarm_s
+
+    @property
+    def known_batteries(self) -> frozenset[str]:
+        """Serials of the remembered bank (empty before the first valid bank)."""
+        return self._known
+
+    @property
+    def missing_batteries(self) -> frozenset[str]:
+        """Remembered batteries absent from the last readings."""
+        return self._known - self._present
+
     def _errors(self, topology_error: Code | None, voltage: Code | None) -> tuple[Code, ...]:
         key = (topology_error, voltage, self._hardware_fault)
         cached = self._error_cache.get(key)
@@ -236,18 +324,25 @@ class Bms:
             cached = self._error_cache[key] = tuple(sorted(found)) if found else _NO_CODES
         return cached
 
-    def _ingest(self, readings: Readings, gap: float) -> None:
-        """Everything a fresh sample changes: topology, SOC, sync, history, bank page."""
+    def _ingest(self, readings: Readings, gap: float, complete: bool = True) -> None:
+        """Everything a sample changes: topology, SOC, sync, history, bank page.
+
+        An incomplete sample (a remembered battery is missing) keeps the remembered topology
+        and capacity: the batteries left do not make the bank the user built.
+        """
         batteries = readings.batteries
         voltage = readings.bank_voltage
-        topology = self._detector.detect(batteries, voltage)
-        self._topology = topology
-        serials = self._serials
-        if len(serials) != len(batteries) or not serials.issuperset([b.serial for b in batteries]):
-            serials = self._serials = frozenset([b.serial for b in batteries])
+        remembered = self._topology
+        if complete or remembered is None:
+            topology = self._detector.detect(batteries, voltage)
+            self._topology = topology
+            if topology.error is None and complete:
+                self._capacity_ah = topology.capacity_ah
+                self._remember(topology)
+        else:
+            topology = remembered
+        serials = self._present  # of these readings (see _complete)
         valid = topology.error is None
-        if valid:
-            self._capacity_ah = topology.capacity_ah
         capacity = self._capacity_ah
         current = zero_band(readings.bank_current)
         self._voltage = voltage
@@ -283,13 +378,16 @@ class Bms:
             )
             return
         cell_lists = [b.cell_voltages for b in batteries]
-        if not all(cell_lists):  # a battery without cells (E-B05): extremes of the others
-            cell_lists = [c for c in cell_lists if c] or [(math.nan,)]
-        min_cell = min(map(min, cell_lists))
-        max_cell = max(map(max, cell_lists))
-        temperatures = [b.temperature for b in batteries]
-        min_t = min(temperatures)
-        max_t = max(temperatures)
+        if all(cell_lists):
+            min_cell = min(map(min, cell_lists))
+            max_cell = max(map(max, cell_lists))
+        else:  # extremes only (CAN), or a battery without cells (E-B05): what there is
+            lows = [x for x in [b.lowest_cell for b in batteries] if x is not None]
+            highs = [x for x in [b.highest_cell for b in batteries] if x is not None]
+            min_cell = min(lows) if lows else math.nan
+            max_cell = max(highs) if highs else math.nan
+        max_t = max([b.temperature for b in batteries])
+        min_t = min([b.coldest for b in batteries])
         m = Measurements(
             min_cell, max_cell, voltage, min_t, max_t, topology.cells_in_series if valid else 0
         )
@@ -408,12 +506,28 @@ class Bms:
         if name == "reset_history":
             self._history.reset()
             return "history reset"
+        if name == "confirm_bank":
+            return self._confirm_bank()
         if name == "factory_reset":
             self._apply(self._settings.factory_reset())
             return (
                 "settings reset to factory defaults (PIN, Mode, history and SOC kept)"
             )
         raise SettingError(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}")
+
+    def _confirm_bank(self) -> str:
+        """The batteries reporting now become the bank (a deliberate change: one removed)."""
+        present = self._present
+        if not present:
+            raise SettingError("confirm_bank: no battery reports yet; nothing to confirm")
+        forgotten = sorted(self._known - present)
+        added = sorted(present - self._known)
+        self._known = present  # the next readings are complete: detected and remembered afresh
+        return (
+            f"bank confirmed: {len(present)} batteries"
+            + (f"; forgotten: {', '.join(forgotten)}" if forgotten else "")
+            + (f"; added: {', '.join(added)}" if added else "")
+        )
 
     # --- persistence ---------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -425,6 +539,7 @@ class Bms:
             "history": self._history.snapshot(),
             "balancer": self._balancer.snapshot(),
             "protection": self._protection.snapshot(),
+            "bank": {"batteries": sorted(self._known), "capacity_ah": self._known_capacity_ah},
         }
 
     def _restore(self, saved: object) -> None:
@@ -456,3 +571,5 @@ class Bms:
             self._balancer = Balancer.restore(saved["balancer"])
         if "protection" in saved:
             self._protection = Protection.restore(saved["protection"])
+        if "bank" in saved:
+            self._known, self._known_capacity_ah = _restore_bank(saved["bank"])

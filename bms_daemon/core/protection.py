@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bms_daemon.core.errors import SnapshotError
-from bms_daemon.core.types import Code, Outputs, Reason
+from bms_daemon.core.types import Code, Outputs, Reason, step_value
 
 # Cell voltage rules (V per cell).
 CELL_PREALARM_V = 3.10  # W-B01 and PRE-ALARM when the lowest cell is under this
@@ -55,8 +55,12 @@ HOT_RELEASE_C = 45.0  # (ours)
 # SOC rules: the low-SOC warning (W-B07) and the discharge floor (A-B07) clear this much higher.
 SOC_RELEASE_MARGIN = 3.0  # % (ours)
 # Battery communication (ours): no fresh data this long -> W-B05, then A-B05 (both outputs float).
+# The defaults; a real source may set others within COMMS_*_RANGE_S ([source] comms_warning /
+# comms_alarm: a radio source that drops a broadcast now and then may need longer).
 COMMS_WARNING_S = 5.0
 COMMS_ALARM_S = 20.0
+COMMS_WARNING_RANGE_S = (2.0, 30.0)
+COMMS_ALARM_RANGE_S = (10.0, 60.0)  # longer would leave LOAD up a minute on a bank nobody sees
 
 _ERROR_REASONS = {
     Code.E_B11: Reason.HARDWARE,
@@ -74,7 +78,7 @@ _OUTPUTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@step_value
 class Measurements:
     """The figures the rules look at, extracted once per step from the readings."""
 
@@ -86,7 +90,7 @@ class Measurements:
     cells_in_series: int  # 0 when the topology is invalid (the pack rule then waits)
 
 
-@dataclass(frozen=True, slots=True)
+@step_value
 class Verdict:
     """Outputs, reasons and codes of one step."""
 
@@ -121,6 +125,9 @@ class Protection:
     uv_seconds: float = 0.0  # time spent with a cell under 2.80 V since cells were last >= 3.20 V
     pack_seconds: float = 0.0  # time spent with the pack under 2.80 V/cell since >= 3.20 V/cell
     last_now: float | None = None
+    # comms-loss delays: configuration ([source] comms_warning / comms_alarm), not persisted
+    comms_warning_s: float = COMMS_WARNING_S
+    comms_alarm_s: float = COMMS_ALARM_S
 
     def evaluate(
         self,
@@ -173,7 +180,7 @@ class Protection:
         if self.pack_pending and (lead_done or self.pack_seconds >= PREALARM_LEAD_S):
             self.low_pack = True
 
-        comms_alarm = data_age >= COMMS_ALARM_S
+        comms_alarm = data_age >= self.comms_alarm_s
         discharge_reason = self._discharge_reason(errors, comms_alarm, started, remote, mode)
         charge_reason = self._charge_reason(errors, comms_alarm, started, remote, mode)
         load = discharge_reason is None
@@ -189,7 +196,7 @@ class Protection:
         warnings: list[Code] = []
         if self.cell_prealarm and not self.cell_uv:
             warnings.append(Code.W_B01)
-        if COMMS_WARNING_S <= data_age < COMMS_ALARM_S:
+        if self.comms_warning_s <= data_age < self.comms_alarm_s:
             warnings.append(Code.W_B05)
         if self.low_soc and not self.floor:
             warnings.append(Code.W_B07)

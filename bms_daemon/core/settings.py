@@ -22,6 +22,7 @@ from typing import Any
 # Defaults and ranges (SPEC §3).  Those marked (ours) are our own choices, documented there.
 CHARGED_VOLTAGE_PER_CELL_DEFAULT = 3.50  # V per cell in series (ours: 14.0 V per 12.8 V battery)
 CHARGED_VOLTAGE_PER_CELL_RANGE = (3.40, 3.60)
+SYSTEM_CELLS_IN_SERIES = (4, 8, 16)  # 12, 24 and 48 V banks (the only ones E-B05 allows)
 TAIL_CURRENT_DEFAULT = 4.0  # % of bank capacity
 TAIL_CURRENT_RANGE = (0.5, 10.0)
 CHARGE_DETECTION_TIME_DEFAULT = 3.0  # minutes
@@ -74,13 +75,37 @@ class Settings:
         """A copy with one setting changed, or ``SettingError`` and nothing changed.
 
         ``cells_in_series`` lets the charged voltage be checked per cell (3.40-3.60 V) once the
-        bank is known; without it, any bank of 4 to 16 cells in series is accepted.
+        bank is known; without it, the new value must fit a 12, 24 or 48 V bank
+        (``check_charged_voltage_fits_a_bank``).
         """
         if name not in self.names():
             raise SettingError(
                 f"unknown setting {name!r}; known settings: {', '.join(self.names())}"
             )
-        return self.with_values({name: value}, cells_in_series=cells_in_series)
+        new = self.with_values({name: value}, cells_in_series=cells_in_series)
+        if name == "charged_voltage" and cells_in_series is None:
+            new.check_charged_voltage_fits_a_bank()
+        return new
+
+    def check_charged_voltage_fits_a_bank(self) -> None:
+        """``SettingError`` unless the charged voltage fits a 12, 24 or 48 V bank (3.40-3.60 V
+        per cell of 4, 8 or 16 cells in series).  For new values given before the bank is
+        known (a user's change, ``[settings]``): 20 V fits no bank and would only be reported
+        as unused later.  Stored values are not judged by it (``validate`` accepts any value of
+        4 to 16 cells), so a state file written before this check still loads."""
+        value = self.charged_voltage
+        if value is None:
+            return
+        lo, hi = CHARGED_VOLTAGE_PER_CELL_RANGE
+        if any(lo * n <= value <= hi * n for n in SYSTEM_CELLS_IN_SERIES):
+            return
+        ranges = ", ".join(
+            f"{lo * n:.2f}-{hi * n:.2f} V ({n // 4 * 12} V bank)" for n in SYSTEM_CELLS_IN_SERIES
+        )
+        raise SettingError(
+            f"charged_voltage {value:g} V fits no bank: 3.40-3.60 V per cell in series is "
+            f"{ranges}"
+        )
 
     def with_values(
         self, values: dict[str, object], *, cells_in_series: int | None = None

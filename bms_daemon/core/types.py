@@ -15,7 +15,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import overload
+from typing import Any, TypeVar, dataclass_transform, overload
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def step_value(cls: type[_T]) -> type[_T]:
+    """A dataclass for what the core builds at every step (the status and its parts).
+
+    Immutable by contract, and checked: mypy sees it frozen, so assigning a field is a type
+    error (CI runs mypy --strict).  At run time it is a plain slotted dataclass, because a
+    frozen one assigns each field through ``object.__setattr__`` in ``__init__``: building the
+    21-field ``Status`` of every step cost ten times as much (a fifth of a step).  Hashable
+    like a frozen one.
+    """
+    built: Any = dataclass(slots=True, unsafe_hash=True)(cls)
+    return built  # type: ignore[no-any-return]
 
 
 class Code(StrEnum):
@@ -83,16 +99,60 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class BatteryModel:
+    """A battery model: a Lithium NG model of ``bank.MODELS`` or a DIY pack's description.
+
+    ``nominal_voltage`` is 3.2 V per LiFePO4 cell in series (12.8 V for 4 cells), so a DIY
+    pack of 16 cells is a 51.2 V battery and the manual's 12/24/48 V system rules apply to it.
+    """
+
+    name: str
+    nominal_voltage: float  # V
+    capacity_ah: float
+    cells: int  # cells in series inside the battery
+
+
+@dataclass(frozen=True, slots=True)
 class BatteryReading:
-    """What one Lithium NG battery reports over its BMS cable (SPEC §2, "per battery")."""
+    """What one battery reports (SPEC §2, "per battery"): a Lithium NG battery over its BMS
+    cable, or a DIY pack through its own BMS (CAN, Bluetooth).
+
+    A source never invents data.  ``cell_voltages`` is empty when the protocol gives only the
+    lowest and highest cell (``min_cell_voltage`` / ``max_cell_voltage``, then required);
+    ``temperature`` is the warmest sensor and ``min_temperature`` the coldest (None = one
+    sensor, the same figure).  ``description`` describes a battery that is not a Lithium NG
+    model (its ``model`` is then the description's name).
+    """
 
     serial: str
-    model: str  # a key of bms_daemon.core.bank.MODELS, e.g. "12.8V-100Ah"
+    model: str  # a key of bms_daemon.core.bank.MODELS, e.g. "12.8V-100Ah", or a DIY name
     firmware: str
     voltage: float  # battery terminal voltage, V
     current: float  # A through this battery, positive = charging
-    temperature: float  # °C (hottest/coldest sensor of the battery; one figure)
+    temperature: float  # °C, the warmest sensor of the battery (the hot rule uses it)
     cell_voltages: tuple[float, ...]
+    min_temperature: float | None = None  # °C, the coldest sensor (the cold rule); None = same
+    min_cell_voltage: float | None = None  # V, when the cells are not reported one by one
+    max_cell_voltage: float | None = None  # V, idem
+    description: BatteryModel | None = None  # a DIY pack (not one of bank.MODELS)
+
+    @property
+    def coldest(self) -> float:
+        """The coldest sensor, °C."""
+        cold = self.min_temperature
+        return self.temperature if cold is None else cold
+
+    @property
+    def lowest_cell(self) -> float | None:
+        """The lowest cell, V (None when the battery reports no cell figure at all)."""
+        cells = self.cell_voltages
+        return min(cells) if cells else self.min_cell_voltage
+
+    @property
+    def highest_cell(self) -> float | None:
+        """The highest cell, V (None when the battery reports no cell figure at all)."""
+        cells = self.cell_voltages
+        return max(cells) if cells else self.max_cell_voltage
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +167,7 @@ class Readings:
     batteries: tuple[BatteryReading, ...]
     bank_voltage: float
     bank_current: float
+    notes: tuple[str, ...] = ()  # the source's own alarms and requests, shown, never obeyed
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +218,9 @@ class BatteryStatus:
     current: float
     temperature: float
     cell_voltages: tuple[float, ...]
+    min_temperature: float | None = None  # °C, the coldest sensor (None = one sensor)
+    min_cell_voltage: float | None = None  # V, when no per-cell figures are reported
+    max_cell_voltage: float | None = None  # V, idem
 
 
 class BatteryList(Sequence[BatteryStatus]):
@@ -182,7 +246,8 @@ class BatteryList(Sequence[BatteryStatus]):
             capacity = self._capacity_ah
             built = self._built = tuple(
                 BatteryStatus(b.serial, b.model, capacity, b.firmware, b.voltage, b.current,
-                              b.temperature, b.cell_voltages)
+                              b.temperature, b.cell_voltages, b.min_temperature,
+                              b.min_cell_voltage, b.max_cell_voltage)
                 for b in self._readings
             )
         return built
@@ -212,7 +277,7 @@ class BatteryList(Sequence[BatteryStatus]):
         return repr(self._statuses())
 
 
-@dataclass(frozen=True, slots=True)
+@step_value
 class BankStatus:
     """The bank page: topology as detected, extremes, balancer, and each battery."""
 
@@ -230,7 +295,7 @@ class BankStatus:
     battery_list: Sequence[BatteryStatus] = ()  # a BatteryList from the core
 
 
-@dataclass(frozen=True, slots=True)
+@step_value
 class Status:
     """Everything the status page shows [5.1], as the core computed it at time ``t``."""
 
@@ -257,6 +322,7 @@ class Status:
     temperature: float | None = None  # the battery temperature shown (max of the bank), °C
     # stored settings the detected bank makes invalid, each saying what is used instead
     setting_problems: tuple[str, ...] = ()
+    source_notes: tuple[str, ...] = ()  # the battery source's own alarms/requests (shown only)
 
     @property
     def codes(self) -> tuple[Code, ...]:

@@ -237,7 +237,7 @@ _BUTTONS = (("synchronise", "Synchronise (SOC to 100 %)", None),
             ("factory_reset", "Factory reset (settings)", CONFIG))
 
 
-def _charged_voltage_range(series: int) -> tuple[float, float]:
+def _charged_voltage_range(series: int) -> tuple[float, float]:  # cells in series
     lo, hi = CHARGED_VOLTAGE_PER_CELL_RANGE
     cells = (series, series) if series else (4, 16)
     return round(lo * cells[0], 2), round(hi * cells[1], 2)

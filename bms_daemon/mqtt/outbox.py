@@ -87,6 +87,17 @@ class Throttle:
         self._held.pop(topic, None)
         return True
 
+    def due(self, topic: str, now: float) -> bool:
+        """Whether ``topic`` may speak now.  When not, a wake-up is noted for when it may
+        (so its payload need not even be rendered until then)."""
+        last = self._sent.get(topic)
+        interval = self.intervals.get(topic, 0.0)
+        if last is None or now - last[1] >= interval:
+            self._held.pop(topic, None)  # rendered now: no wake-up owed for it
+            return True
+        self._held[topic] = last[1] + interval
+        return False
+
     def next_due(self, now: float) -> float | None:
         """Seconds until a held change may go out (0 if one is due), or None."""
         if not self._held:

@@ -8,6 +8,7 @@ Pure functions, no I/O.  Figures are rounded to what the sensors resolve (10 mV,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from bms_daemon.core.codes import ADVICE, TITLES
@@ -121,7 +122,7 @@ def history(counters: History) -> dict[str, Any]:
     }
 
 
-def settings(values: Settings, series: int) -> dict[str, Any]:
+def settings(values: Settings, series: int) -> dict[str, Any]:  # series: cells in series
     """The settings in force, the PIN left out; ``charged_voltage_in_force`` resolves the
     default (3.50 V per cell in series) once the bank is known."""
     result = {k: v for k, v in values.as_dict().items() if k not in SECRET_SETTINGS}
@@ -131,17 +132,36 @@ def settings(values: Settings, series: int) -> dict[str, Any]:
     return result
 
 
+def cells_in_series(status: Status) -> int:
+    """Cells in series of the valid bank detected (0 while unknown or invalid)."""
+    bank = status.bank
+    if bank is None or bank.model is None or bank.parallel <= 0:
+        return 0
+    return bank.cells // bank.parallel
+
+
 def for_status(status: Status, counters: History, values: Settings) -> dict[str, dict[str, Any]]:
     """Every state topic's payload (topic name -> JSON object)."""
-    series = status.bank.series if status.bank and status.bank.model else 0
-    return {
-        topics.STATE: state(status),
-        topics.OUTPUTS: outputs(status),
-        topics.CODES: codes(status),
-        topics.CELLS: cells(status),
-        topics.HISTORY: history(counters),
-        topics.SETTINGS: settings(values, series),
-    }
+    return {name: render(name, status, lambda: counters, lambda: values)
+            for name in topics.STATE_TOPICS}
+
+
+def render(name: str, status: Status, counters: Callable[[], History],
+           values: Callable[[], Settings]) -> dict[str, Any]:
+    """One state topic's payload; the history and settings are fetched only when needed."""
+    if name == topics.STATE:
+        return state(status)
+    if name == topics.OUTPUTS:
+        return outputs(status)
+    if name == topics.CODES:
+        return codes(status)
+    if name == topics.CELLS:
+        return cells(status)
+    if name == topics.HISTORY:
+        return history(counters())
+    if name == topics.SETTINGS:
+        return settings(values(), cells_in_series(status))
+    raise ValueError(f"not a state topic: {name!r}")
 
 
 def encode(payload: object) -> bytes:

@@ -90,10 +90,11 @@ class MqttService:
         self._latest: Status | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._discovery_due = False
+        self._discovery_due = ""  # why discovery is to be sent again ("" = it is not)
         self._shape: tuple[int, ...] = ()
         self._series = 0
         self._problem: str | None = None
+        self._sent: dict[str, dict[str, Any]] = {}  # topic -> the document last queued
 
     # --- the control loop's side: O(1), never blocks --------------------------------------------
     def on_status(self, status: Status) -> None:
@@ -186,8 +187,8 @@ class MqttService:
             options = SubscribeOptions(qos=QOS, retainAsPublished=True)
             for pattern in topics.subscriptions:
                 await client.subscribe(pattern, options=options)
-        self.throttle.forget()  # the broker may have lost its retained messages: send all
-        self._discovery_due = bool(topics.discovery_prefix)
+        self._forget()  # the broker may have lost its retained messages: send all
+        self._discovery_due = "connected" if topics.discovery_prefix else ""
         self.outbox.put(Message(topics.availability, t.ONLINE.encode()))
         receiver = asyncio.create_task(self._receive(client), name="mqtt-receive")
         try:
@@ -196,8 +197,8 @@ class MqttService:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receiver
-        if receiver.done() and not receiver.cancelled() and receiver.exception() is not None:
-            raise receiver.exception()  # type: ignore[misc]
+        if receiver.done() and not receiver.cancelled():
+            raise receiver.exception() or aiomqtt.MqttError("the broker ended the connection")
 
     async def _send(self, client: aiomqtt.Client, receiver: asyncio.Task[None]) -> None:
         while not self._stop.is_set():
@@ -206,8 +207,8 @@ class MqttService:
                 return
             self._render(self.clock())
             if self._discovery_due:
-                self._discovery_due = False
-                await self._publish_discovery(client)
+                why, self._discovery_due = self._discovery_due, ""
+                await self._publish_discovery(client, why)
             while (message := self.outbox.pop()) is not None:
                 try:
                     await client.publish(message.topic, message.payload, qos=message.qos,
@@ -232,8 +233,8 @@ class MqttService:
         if self.topics.discovery_prefix and topic == self.topics.birth:
             if payload.strip() == t.ONLINE.encode():
                 log.info("mqtt_home_assistant_online", action="sending discovery again")
-                self._discovery_due = True
-                self.throttle.forget()
+                self._discovery_due = "home_assistant_online"
+                self._forget()
                 self._wake.set()
             return
         if not self.config.allow_control:
@@ -245,8 +246,13 @@ class MqttService:
             self._wake.set()
 
     # --- what is published -------------------------------------------------------------------
+    def _forget(self) -> None:
+        """Everything counts as never sent: the next render publishes every state topic."""
+        self.throttle.forget()
+        self._sent.clear()
+
     def _render(self, now: float) -> None:
-        """Offer every state topic's newest payload to the throttle; queue what may go."""
+        """Offer each state topic that may speak its newest payload; queue what changed."""
         status = self._latest
         if status is None:
             return
@@ -254,25 +260,32 @@ class MqttService:
         shape = tuple(len(b.cell_voltages) for b in bank.battery_list) if bank else ()
         grown = tuple(max(a, b) for a, b in zip(shape, self._shape, strict=False))
         grown += shape[len(grown):] + self._shape[len(grown):]
-        series = bank.series if bank and bank.model else 0
+        series = payloads.cells_in_series(status)
         if grown != self._shape or (series and series != self._series):
             self._shape, self._series = grown, series or self._series
-            self._discovery_due = bool(self.topics.discovery_prefix)
-        documents = payloads.for_status(status, self.device.history(), self.device.settings())
-        for name, document in documents.items():
+            if self.topics.discovery_prefix:
+                self._discovery_due = self._discovery_due or "bank_grew"
+        for name in t.STATE_TOPICS:
             topic = self.topics(name)
+            if not self.throttle.due(topic, now):  # not even rendered before it may go
+                continue
+            document = payloads.render(name, status, self.device.history, self.device.settings)
+            if document == self._sent.get(topic):  # unchanged: not even encoded
+                continue
             payload = payloads.encode(document)
             if self.throttle.offer(topic, payload, now):
+                self._sent[topic] = document
                 self.outbox.put(Message(topic, payload))
 
-    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+    async def _publish_discovery(self, client: aiomqtt.Client, why: str) -> None:
         configs = discovery.configs(self.topics, self.device_info, self._shape,
                                     self.config.allow_control, self._series)
         for topic, config in configs.items():
             payload = b"" if config is None else payloads.encode(config)
             await client.publish(topic, payload, qos=QOS, retain=True)
             self.published += 1
-        log.info("mqtt_discovery_published", entities=sum(c is not None for c in configs.values()),
+        log.info("mqtt_discovery_published", why=why,
+                 entities=sum(c is not None for c in configs.values()),
                  prefix=self.topics.discovery_prefix, device=self.device_info.name)
 
 

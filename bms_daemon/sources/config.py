@@ -120,7 +120,7 @@ class SimulatedBankConfig:
                 raise ValueError(
                     f"{where} {key}: unknown key; known keys: {', '.join(sorted(known))}"
                 )
-        get = _Getter(table, where)
+        get = Getter(table, where)
         model = get.choice("model", DEFAULT_MODEL, MODELS)
         series = get.integer("series", 1, 1, MAX_SIMULATED_BATTERIES)
         parallel = get.integer("parallel", 1, 1, MAX_SIMULATED_BATTERIES)
@@ -165,7 +165,7 @@ class SimulatedBankConfig:
         )
 
 
-class _Getter:
+class Getter:
     """Typed reads from a TOML table with messages of the form "[bank] soc: ..."."""
 
     def __init__(self, table: Mapping[str, Any], where: str) -> None:
@@ -215,6 +215,22 @@ class _Getter:
         if key not in self.table:
             return default
         return _wrap(self.where, key, parse_duration, self.table[key])
+
+    def text(self, key: str, default: str, max_length: int = 200) -> str:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+            raise self._bad(key, f"must be a non-empty string of at most {max_length} characters")
+        return value
+
+    def unknown_keys(self, known: frozenset[str] | set[str]) -> None:
+        """Refuse a key that is not in ``known`` (a typo must not be silently ignored)."""
+        for key in self.table:
+            if key not in known:
+                raise ValueError(
+                    f"{self.where} {key}: unknown key; known keys: {', '.join(sorted(known))}"
+                )
 
     def models(self, key: str, count: int) -> tuple[str, ...]:
         if key not in self.table:

@@ -7,8 +7,9 @@ Two documents, because they have different lives and different owners:
   every change (``SettingsFile.save``), so a setting acknowledged over Bluetooth is on disk
   (fsynced) before the acknowledgement; a failed save is reported to the caller, who tells the
   user the change was not saved.
-- ``bms.json``: the counters (SOC, history, balancer, protection memory), which change at every
-  tick and are saved by the persistence policy (bms_daemon/persistence.py, SD-card wear).
+- ``bms.json``: the counters (SOC, history, balancer, protection memory, the remembered bank),
+  which change at every tick and are saved by the persistence policy
+  (bms_daemon/persistence.py, SD-card wear).
 
 Restoring trusts each part on its own: a bad history costs the history, not the SOC, and never
 the settings or the PIN.  A file that cannot be trusted at all is moved aside by the store
@@ -38,7 +39,7 @@ log = structlog.get_logger("smallbms.store")
 SETTINGS_NAME = "settings"
 COUNTERS_NAME = "bms"  # bms_daemon.persistence.STATE_NAME
 SETTINGS_VERSION = 1
-COUNTER_PARTS = ("soc", "history", "balancer", "protection")
+COUNTER_PARTS = ("soc", "history", "balancer", "protection", "bank")  # bank: remembered batteries
 # documents whose presence shows the daemon ran here before (a first start has none)
 EARLIER_RUN_MARKS = (COUNTERS_NAME, "ble", "readout")
 

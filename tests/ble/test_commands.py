@@ -1,8 +1,8 @@
 """Every control-point command over BLE, with its result indicated back.
 
 set SOC, synchronise, Mode on/off, reset history, factory reset, change PIN, read the
-instant-readout key; plus what a malformed command gets.  (Bluetooth off has its own module:
-it must run inside the daemon's first 30 s.)
+instant-readout key, confirm the bank; plus what a malformed command gets.  (Bluetooth off has
+its own module: it must run inside the daemon's first 30 s.)
 """
 
 from __future__ import annotations
@@ -73,6 +73,12 @@ def test_reset_history(bms: DaemonUnderTest) -> None:
     assert after.cumulative_ah_drawn < 0.1
     assert after.synchronisations == 0
     assert after.charge_cycles == 0
+
+
+def test_confirm_bank_over_ble(bms: DaemonUnderTest) -> None:
+    c = bms.shared()
+    answer = bms.run(c.command("confirm_bank"))
+    assert answer.startswith("bank confirmed: 1 batteries")
 
 
 def test_mode_off_and_on(bms: DaemonUnderTest) -> None:

@@ -67,6 +67,7 @@ def test_a_file_only_lists_what_it_changes(tmp_path: Path) -> None:
         ("[gpio]\nremote_bias = 'up'", "[gpio] remote_bias: 'up' is not one of"),
         ("[settings]\ndischarge_floor = 150", "[settings] discharge_floor 150% is out of range"),
         ("[settings]\nflor = 1", "[settings] unknown setting 'flor'"),
+        ("[settings]\ncharged_voltage = 20.0", "[settings] charged_voltage 20 V fits no bank"),
         ("[source]\ntype = ''", "[source] type: missing"),
         ("[logging]\nlevel = 'loud'", "[logging] level: 'loud' is not one of"),
         ("bms = 3", "[bms]: must be a table"),

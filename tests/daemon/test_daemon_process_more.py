@@ -110,14 +110,14 @@ def test_sighup_is_a_clean_stop_too(start_daemon: Any) -> None:
 def test_a_stored_charged_voltage_the_bank_does_not_allow_is_logged_not_silently_replaced(
     start_daemon: Any, tmp_path: Path
 ) -> None:
-    """20 V passes check-config (any 4-16 cell bank); the simulated bank is 12 V."""
+    """28.4 V fits a 24 V bank, so check-config takes it; the simulated bank is 12 V."""
     config = write_config(
         tmp_path / "cv.toml", tmp_path / "state",
-        "[ble]\nenabled = false\n[settings]\ncharged_voltage = 20.0\n",
+        "[ble]\nenabled = false\n[settings]\ncharged_voltage = 28.4\n",
     )
     daemon = start_daemon(config)
     daemon.wait_notify("READY=1")
     entry = daemon.wait_log("setting_not_used")
-    assert entry["problem"].startswith("charged_voltage 20 V does not fit this bank of 4 cells")
+    assert entry["problem"].startswith("charged_voltage 28.4 V does not fit this bank of 4 cells")
     assert entry["level"] == "warning"
     assert daemon.terminate() == 0

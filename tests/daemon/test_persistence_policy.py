@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from bms_daemon.persistence import Persister
+from bms_daemon.persistence import Change, Persister, change
 from bms_daemon.store import MemoryStore, StoreError
 
 
@@ -145,3 +146,101 @@ async def test_due(interval: float) -> None:
     assert not persister.due(interval - 0.1)
     assert persister.due(interval)
     await _settle(persister)
+
+
+# --- what is worth a write (issue 14: SD-card wear) --------------------------------------------
+def _counters() -> dict[str, Any]:
+    """The counters document of a BMS with a known SOC that has seen one sample."""
+    return {
+        "version": 1,
+        "soc": {"soc": 80.0, "source": "set"},
+        "history": {"cumulative_ah_drawn": 12.0, "charge_cycles": 3, "min_bank_voltage": 12.9,
+                    "min_temperature": 18.0, "seconds_since_full_charge": 3600.0,
+                    "below_65_since_cycle": False},
+        "balancer": {"seconds_since_full_charge": 3600.0, "serials": ["HQ1"]},
+        "protection": {"cold": False},
+    }
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.value = _counters()
+
+    def __call__(self) -> dict[str, Any]:
+        return copy.deepcopy(self.value)
+
+
+async def _day(persister: Persister, counters: Counters, change: Any, seconds: int) -> None:
+    for t in range(1, seconds + 1):
+        change(counters.value, t)
+        persister.tick(float(t))
+        await _settle(persister)
+
+
+async def test_an_idle_bank_writes_nothing() -> None:
+    """Time passes and the figures drift below what anyone can see: no write all day."""
+    store, counters = MemoryStore(), Counters()
+    persister = Persister(store, counters, interval_s=1800.0)
+    persister.mark_saved(counters())
+
+    def idle(c: dict[str, Any], t: int) -> None:
+        c["history"]["seconds_since_full_charge"] = 3600.0 + t
+        c["balancer"]["seconds_since_full_charge"] = 3600.0 + t
+        c["history"]["min_bank_voltage"] = 12.9 - 2e-7 * t / 3600
+        c["soc"]["soc"] = 80.0 - 0.05 * t / (6 * 3600)
+
+    await _day(persister, counters, idle, 6 * 3600)
+    assert store.saves == 0
+    assert await persister.flush() is True  # at shutdown the time counters are saved too
+    assert store.load("bms")["history"]["seconds_since_full_charge"] == 3600.0 + 6 * 3600
+
+
+async def test_a_moving_soc_is_saved_once_per_interval_bounding_a_power_cut() -> None:
+    store, counters = MemoryStore(), Counters()
+    persister = Persister(store, counters, interval_s=1800.0)
+    persister.mark_saved(counters())
+
+    def discharge(c: dict[str, Any], t: int) -> None:
+        c["soc"]["soc"] = 80.0 - t * 0.004  # 30 A on a 750 Ah bank
+        saved = store.load("bms")
+        lost = (saved or _counters())["soc"]["soc"] - c["soc"]["soc"]
+        assert lost <= 0.004 * (1800 + 5)  # a power cut now loses at most one interval
+
+    await _day(persister, counters, discharge, 6 * 3600)
+    assert 11 <= store.saves <= 13  # one per 30 min
+
+
+async def test_an_event_is_saved_within_seconds_whatever_the_interval() -> None:
+    store, counters = MemoryStore(), Counters()
+    persister = Persister(store, counters, interval_s=1800.0)
+    persister.mark_saved(counters())
+    persister.tick(0.0)
+
+    def cycle_at_100s(c: dict[str, Any], t: int) -> None:
+        if t == 100:
+            c["history"]["charge_cycles"] = 4
+
+    await _day(persister, counters, cycle_at_100s, 106)
+    assert store.saves == 1
+    assert store.load("bms")["history"]["charge_cycles"] == 4
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "value", "expected"),
+    [
+        ("soc", "soc", 80.09, Change.NONE),
+        ("soc", "soc", 79.9, Change.FIGURES),
+        ("soc", "source", "synchronised", Change.EVENT),
+        ("history", "min_temperature", 17.5, Change.NONE),
+        ("history", "min_temperature", 17.0, Change.FIGURES),
+        ("history", "seconds_since_full_charge", 7200.0, Change.NONE),
+        ("history", "seconds_since_full_charge", 0.0, Change.EVENT),  # a full charge
+        ("balancer", "serials", ["HQ1", "HQ2"], Change.EVENT),
+        ("protection", "cold", True, Change.EVENT),
+        ("bank", "batteries", ["HQ1"], Change.FIGURES),  # a section the policy does not know
+    ],
+)
+def test_what_counts_as_a_change(section: str, name: str, value: object, expected: Change) -> None:
+    now = _counters()
+    now.setdefault(section, {})[name] = value
+    assert change(_counters(), now) == expected

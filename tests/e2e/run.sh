@@ -7,7 +7,8 @@
 # system D-Bus, as a Raspberry Pi and a phone would.  Real SMP, real advertising limits, real
 # GATT error codes: what the virtual BlueZ (gatt/virtual/) can only model.  A third guest boots
 # a kernel with gpio-sim (Ubuntu's; Debian builds none) for the gpiod backend and the outputs'
-# fail-safe.
+# fail-safe.  A fourth boots Debian's kernel with its CAN modules for the CAN source on
+# SocketCAN (a vcan bus).
 #
 # Everything it needs is built into a cache directory on first use (apt packages, the kernel
 # unpacked not installed, an initramfs); the guests use the project's own venv (.venv, as
@@ -23,11 +24,15 @@ CASES=${E2E_CASES:-probe,daemon,gpio}
 # bound), bounded so that a hung guest cannot stall CI: a warm run takes about a minute.
 BOOT_TIMEOUT=${E2E_TIMEOUT:-480}     # each qemu, boot to power-off
 GUEST_MEM=${E2E_GUEST_MEM:-512}      # MiB per guest; the guests use 60-200 MiB
-APT_PACKAGES=(qemu-system-x86 bluez bluez-test-tools busybox-static kmod dbus curl zstd xz-utils)
+APT_PACKAGES=(qemu-system-x86 bluez bluez-test-tools busybox-static kmod dbus curl zstd xz-utils
+              iproute2)
 # Module folders copied into the initramfs (the stock kernels have all of these as modules).
 MODULE_DIRS=(crypto arch/x86/crypto lib net/bluetooth net/rfkill drivers/bluetooth net/9p fs/9p
              fs/netfs fs/fscache fs/overlayfs fs/configfs drivers/virtio drivers/char/hw_random
              drivers/gpio)
+# ... and for the CAN guest only (a kernel directory of its own, so adding these does not
+# rebuild the others): SocketCAN and the vcan driver.
+CAN_MODULE_DIRS=(net/can drivers/net/can)
 
 usage() {
   cat <<USAGE
@@ -42,6 +47,9 @@ case.  Exit status 0 = every check passed, 1 = a check failed, 2 = the harness i
                    daemon  the real 'smallbms run' daemon and 'smallbms-client' + victron-ble
                    gpio    the daemon's gpiod backend on a kernel GPIO chip (gpio-sim):
                            outputs, remote input, SIGKILL and SIGTERM leave the lines released
+                   can     the daemon reading a CAN-bus BMS over SocketCAN (vcan0): pre-alarm,
+                           LOAD 30 s later, then the sender stops: W-B05, A-B05
+                           (not in the default list: run it with --cases can)
 
 Environment: E2E_CACHE (default .cache/e2e), E2E_VENV (default .venv), E2E_TIMEOUT
 (seconds per guest, default $BOOT_TIMEOUT), E2E_EATT=1 (keep BlueZ's EATT on; see
@@ -65,13 +73,14 @@ done
 
 # Each case file names the guests it runs in ("# roles: periph central" or "# roles: gpio"):
 # the Bluetooth cases share one boot of the guest pair, the GPIO case has its own guest.
-BT_CASES=; GPIO_CASES=; REPORT_SPEC=
+BT_CASES=; GPIO_CASES=; CAN_CASES=; REPORT_SPEC=
 for c in ${CASES//,/ }; do
   [ -f "$HERE/cases/$c.sh" ] || { echo "run.sh: no case '$c' (tests/e2e/cases/*.sh; try --help)" >&2; exit 2; }
   roles=$(sed -n 's/^# roles: //p' "$HERE/cases/$c.sh")
   case $roles in
     "periph central") BT_CASES+=${BT_CASES:+,}$c ;;
     gpio) GPIO_CASES+=${GPIO_CASES:+,}$c ;;
+    can) CAN_CASES+=${CAN_CASES:+,}$c ;;
     *) echo "run.sh: case '$c' names no known roles ('# roles: $roles')" >&2; exit 2 ;;
   esac
   REPORT_SPEC+=${REPORT_SPEC:+,}$c:${roles// /+}
@@ -112,7 +121,7 @@ fi
 # vmlinuz + an initramfs holding busybox, the modules of MODULE_DIRS (decompressed: busybox's
 # modprobe reads plain .ko only) and guest/init.sh as /init.  Rebuilt when init.sh changes.
 STAMP=$( (sha256sum "$HERE/guest/init.sh"; echo "${MODULE_DIRS[*]}") | sha256sum | cut -c1-16)
-kernel_ready() { [ -f "$CACHE/$1/vmlinuz" ] && [ "$(cat "$CACHE/$1/initrd.stamp" 2>/dev/null)" = "$STAMP" ]; }
+kernel_ready() { [ -f "$CACHE/$1/vmlinuz" ] && [ "$(cat "$CACHE/$1/initrd.stamp" 2>/dev/null)" = "${2:-$STAMP}" ]; }
 build_kernel() {
   local name=$1 kdir=$CACHE/$1 tmp=$CACHE/$1.tmp; shift
   local x=$tmp/x ir=$tmp/ir kver m d deb
@@ -139,18 +148,38 @@ build_kernel() {
   rm -rf "$tmp"
 }
 
+# Debian's own kernel for the Bluetooth and CAN guests.  The package name is resolved, not
+# pinned: security updates rename its ABI (6.1.0-NN).
+debian_kernel() {
+  local k
+  k=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  [ -n "$k" ] || k=$(cd "$CACHE" && ls -d linux-image-* 2>/dev/null | grep -v -- '-can$' | tail -1)
+  [ -n "$k" ] || die "cannot resolve the Debian kernel package (apt-cache depends linux-image-amd64)"
+  echo "$k"
+}
 if [ -n "$BT_CASES" ]; then
-  # Debian's own kernel for the Bluetooth guests.  The package name is resolved, not pinned:
-  # security updates rename its ABI (6.1.0-NN).
-  KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$KPKG" ] || KPKG=$(cd "$CACHE" && ls -d linux-image-* 2>/dev/null | tail -1)
-  [ -n "$KPKG" ] || die "cannot resolve the Debian kernel package (apt-cache depends linux-image-amd64)"
+  KPKG=$(debian_kernel)
   KDIR=$CACHE/$KPKG
   if ! kernel_ready "$KPKG"; then
     ts "building the Bluetooth guests' kernel and initramfs from $KPKG"
     rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp/deb"
     ( cd "$KDIR.tmp/deb" && apt-get download "$KPKG" >/dev/null 2>&1 ) || die "apt-get download $KPKG failed"
     build_kernel "$KPKG" "$KDIR.tmp/deb/"*.deb
+  fi
+fi
+
+CAN_KDIR=
+if [ -n "$CAN_CASES" ]; then
+  CAN_KPKG=$(debian_kernel)
+  CAN_KDIR=$CACHE/$CAN_KPKG-can
+  CAN_STAMP=$(echo "$STAMP ${CAN_MODULE_DIRS[*]}" | sha256sum | cut -c1-16)
+  if ! kernel_ready "$CAN_KPKG-can" "$CAN_STAMP"; then
+    ts "building the CAN guest's kernel and initramfs from $CAN_KPKG"
+    rm -rf "$CAN_KDIR.tmp" && mkdir -p "$CAN_KDIR.tmp/deb"
+    ( cd "$CAN_KDIR.tmp/deb" && apt-get download "$CAN_KPKG" >/dev/null 2>&1 ) \
+      || die "apt-get download $CAN_KPKG failed"
+    ( MODULE_DIRS+=("${CAN_MODULE_DIRS[@]}"); STAMP=$CAN_STAMP
+      build_kernel "$CAN_KPKG-can" "$CAN_KDIR.tmp/deb/"*.deb )
   fi
 fi
 
@@ -208,7 +237,8 @@ fi
 # --- 4. the run directory: the one read-write share ----------------------------------------
 RUN=$CACHE/run
 rm -rf "$RUN"
-mkdir -p "$RUN/out/periph" "$RUN/out/central" "$RUN/out/gpio" "$RUN/flags" "$RUN/results"
+mkdir -p "$RUN/out/periph" "$RUN/out/central" "$RUN/out/gpio" "$RUN/out/can" "$RUN/flags" \
+  "$RUN/results"
 echo "$CASES" > "$RUN/cases"
 
 PIDS=()
@@ -266,9 +296,18 @@ json.dump({"case": case, "role": "gpio", "checks": [], "not_covered": [item], "f
   done
 fi
 
+if [ -n "$CAN_CASES" ]; then
+  ts "booting the CAN guest (cases: $CAN_CASES)"
+  rc_can=0
+  boot can "$CAN_KDIR" "$CAN_CASES" null || rc_can=$?
+  ts "CAN guest powered off (qemu exit: $rc_can)"
+  [ "$rc_can" = 124 ] && echo "e2e: the CAN guest hit the ${BOOT_TIMEOUT}s timeout"
+  CONSOLES+=(can)
+fi
+
 # --- 5. verdict ---------------------------------------------------------------------------
 for role in "${CONSOLES[@]}"; do
-  tr -d '\r' < "$RUN/out/console-$role.log" | grep -E '^\[(init|guest|periph|central|gpio)' | sed "s/^/  /" || true
+  tr -d '\r' < "$RUN/out/console-$role.log" | grep -E '^\[(init|guest|periph|central|gpio|can)' | sed "s/^/  /" || true
 done
 set +e
 "$VENV/bin/python" "$HERE/report.py" "$RUN" "$REPORT_SPEC"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import queue
 import shutil
 import socket
 import ssl
@@ -193,14 +192,19 @@ class Received:
 
 
 class Spy:
-    """A subscribing client (paho, its own thread); ``wait`` returns the next matching message."""
+    """A subscribing client (paho, its own thread) whose messages the tests wait for.
+
+    ``wait(topic)`` returns the next message on ``topic`` after the one it last returned for
+    that topic, so waiting for one topic never loses another topic's messages (they arrive in
+    any order on a loaded machine).
+    """
 
     def __init__(self, broker: Mosquitto, subscribe: tuple[str, ...] = ("#",), *,
                  username: str | None = None, password: str | None = None,
                  client_id: str = "spy") -> None:
         self.received: list[Received] = []
-        self._queue: queue.Queue[Received] = queue.Queue()
-        self._seen = 0
+        self._arrived = threading.Condition()
+        self._cursor: dict[str | None, int] = {}
         self._subscribed = threading.Event()
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
         if username is not None:
@@ -219,34 +223,43 @@ class Spy:
         self.client = client
 
     def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
-        received = Received(message.topic, bytes(message.payload), bool(message.retain))
-        self.received.append(received)
-        self._queue.put(received)
+        with self._arrived:
+            self.received.append(Received(message.topic, bytes(message.payload),
+                                          bool(message.retain)))
+            self._arrived.notify_all()
+
+    def _find(self, topic: str | None, predicate: Any, start: int) -> int | None:
+        for index in range(start, len(self.received)):
+            message = self.received[index]
+            if topic in (None, message.topic) and (predicate is None or predicate(message)):
+                return index
+        return None
 
     def wait(self, topic: str | None, predicate: Any = None, timeout: float = WAIT_S) -> Received:
-        """The next message (after those already returned) on ``topic`` (None = any) matching
-        ``predicate``; earlier non-matching messages are skipped."""
+        """The next message on ``topic`` (None = any) matching ``predicate``, after the one
+        last returned for that topic."""
         deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                seen = sorted({m.topic for m in self.received})
-                raise AssertionError(f"nothing on {topic!r} matched within {timeout:g} s; "
-                                     f"topics seen: {seen}")
-            try:
-                message = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if topic in (None, message.topic) and (predicate is None or predicate(message)):
-                return message
+        with self._arrived:
+            while True:
+                index = self._find(topic, predicate, self._cursor.get(topic, 0))
+                if index is not None:
+                    self._cursor[topic] = index + 1
+                    return self.received[index]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = sorted({m.topic for m in self.received})
+                    raise AssertionError(f"nothing on {topic!r} matched within {timeout:g} s; "
+                                         f"topics seen: {seen}")
+                self._arrived.wait(remaining)
 
     def first(self, topic: str | None, predicate: Any = None,
               timeout: float = WAIT_S) -> Received:
         """The first message ever received on ``topic`` (None = any) matching ``predicate``
         (waiting for one if none yet)."""
-        for message in list(self.received):
-            if topic in (None, message.topic) and (predicate is None or predicate(message)):
-                return message
+        with self._arrived:
+            index = self._find(topic, predicate, 0)
+            if index is not None:
+                return self.received[index]
         return self.wait(topic, predicate, timeout=timeout)
 
     def latest(self, topic: str) -> Received | None:
@@ -262,3 +275,18 @@ class Spy:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def mqtt_table(broker: Mosquitto, **keys: object) -> str:
+    """A ``[mqtt]`` table for the daemon under test (TOML)."""
+    values: dict[str, object] = {"enabled": True, "host": "127.0.0.1", "port": broker.port,
+                                 "base_topic": BASE, "interval_s": 1.0, **keys}
+    lines = ["[mqtt]"]
+    for key, value in values.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f'{key} = "{value}"')
+    return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "daemon"))
 
-from broker import BASE, Mosquitto, Spy
+from broker import Mosquitto, Spy, mqtt_table
 from daemon_harness import DaemonProcess, write_config
 
 
@@ -52,21 +52,6 @@ def make_spy() -> Iterator[Callable[..., Spy]]:
     yield make
     for spy in spies:
         spy.close()
-
-
-def mqtt_table(broker: Mosquitto, **keys: object) -> str:
-    """A ``[mqtt]`` table for the daemon under test (TOML)."""
-    values: dict[str, object] = {"enabled": True, "host": "127.0.0.1", "port": broker.port,
-                                 "base_topic": BASE, "interval_s": 1.0, **keys}
-    lines = ["[mqtt]"]
-    for key, value in values.items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            lines.append(f"{key} = {value}")
-        else:
-            lines.append(f'{key} = "{value}"')
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture

@@ -102,13 +102,17 @@ def test_home_assistant_birth_sends_discovery_again(
     broker: Mosquitto, make_spy: Callable[..., Spy], start_mqtt_daemon: Callable[..., Any]
 ) -> None:
     daemon = start_mqtt_daemon(broker)
-    daemon.wait_log("mqtt_discovery_published")
+    daemon.wait_log("mqtt_discovery_published", why="connected")
     spy = make_spy(broker, ("homeassistant/sensor/+/soc/config",))
     first = spy.wait(None)
     assert first.retain  # the retained copy, delivered on subscription
     spy.publish("homeassistant/status", "online")  # Home Assistant (re)started
-    again = spy.wait(first.topic)
-    assert not again.retain  # sent live, in answer to the birth message
-    assert again.json() == first.json()
     daemon.wait_log("mqtt_home_assistant_online")
+    daemon.wait_log("mqtt_discovery_published", why="home_assistant_online")
+    again = spy.wait(first.topic, lambda m: not m.retain)  # sent live, after the birth
+    assert again.json() == first.json()
+    spy.publish("homeassistant/status", "offline")  # Home Assistant's own last will: no answer
     assert daemon.terminate() == 0
+    answers = [e for e in daemon.log if e.get("event") == "mqtt_discovery_published"
+               and e.get("why") == "home_assistant_online"]
+    assert len(answers) == 1

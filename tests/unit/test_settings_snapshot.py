@@ -24,11 +24,16 @@ def test_charged_voltage_is_checked_against_the_detected_bank() -> None:
     assert d.bms.set_setting("charged_voltage", "28.4 V").charged_voltage == 28.4
 
 
-def test_before_detection_any_4_to_16_cell_value_is_accepted() -> None:
+def test_before_detection_a_value_for_any_12_24_or_48_v_bank_is_accepted() -> None:
     bms = Bms()
-    assert bms.set_setting("charged_voltage", 56.8).charged_voltage == 56.8
+    for volts in (13.6, 14.4, 28.4, 56.8):
+        assert bms.set_setting("charged_voltage", volts).charged_voltage == volts
     with pytest.raises(SettingError, match="outside"):
         bms.set_setting("charged_voltage", 60.0)
+    for volts in (20.0, 40.0, 14.5):  # between the banks: fits none, so it is refused now
+        with pytest.raises(SettingError, match=r"fits no bank: .*13\.60-14\.40 V \(12 V bank\)"):
+            bms.set_setting("charged_voltage", volts)
+    assert bms.settings.charged_voltage == 56.8
 
 
 @pytest.mark.parametrize(
@@ -75,8 +80,9 @@ def test_a_charged_voltage_set_for_another_bank_falls_back_to_the_default() -> N
 def test_a_stored_charged_voltage_the_bank_no_longer_allows_blocks_no_other_change(
     name: str, value: Any
 ) -> None:
-    """20 V was accepted before any battery data (any 4-16 cell bank); the bank is 12 V.
-    Mode off (the one-tap system off) and every other setting must still be changeable."""
+    """20 V was stored by an older version (which took any 4-16 cell value before any battery
+    data), or 28.4 V for a 24 V bank that became 12 V: Mode off (the one-tap system off) and
+    every other setting must still be changeable."""
     bms = Bms(Settings(charged_voltage=20.0))
     status = bms.step(bank(), Inputs(), 0.0)
     assert status.setting_problems == (

@@ -5,7 +5,11 @@ BlueZ reports every copy), late, out of order, or replayed by someone else; the 
 MAC, so its nonce is the only freshness it carries.  :class:`DeviceFrames` keeps, per device:
 
 * the last accepted nonce: a frame whose nonce is not ahead of it (16-bit, wrapping: "ahead"
-  is 1..32767 steps forward) is a duplicate or a replay and is ignored unread;
+  is 1..32767 steps forward) is a replay and is ignored unread;
+* a device repeats its current frame, byte for byte, until one of its figures changes (the
+  nonce moves only then): such a copy is not decoded again, but it says the figures are still
+  current, so it renews their age.  Without that an idle battery whose cells do not move would
+  look silent;
 * one exception so a device that restarted its counter is not locked out forever: once nothing
   was accepted for ``resync_after`` seconds (the source's staleness limit, so the comms alarms
   already protect the bank), the next frame that decodes is accepted whatever its nonce;
@@ -43,8 +47,9 @@ HALF_NONCE_SPACE = NONCE_MODULUS // 2
 class Counters:
     """How the frames of one device were judged (``source-check`` shows them)."""
 
-    accepted: int = 0
-    repeated: int = 0  # duplicates and replays: nonce not ahead of the last accepted one
+    accepted: int = 0  # new frames, decoded
+    repeated: int = 0  # copies of the current frame: renew its age
+    replayed: int = 0  # older nonces, or the current nonce with other bytes: ignored
     wrong_key: int = 0
     other_record: int = 0
     truncated: int = 0
@@ -61,14 +66,16 @@ class DeviceFrames:
     resync_after: float
     last_nonce: int | None = None
     last_frame: Frame | None = None
-    last_at: float | None = None  # when the last accepted frame arrived
+    last_at: float | None = None  # when the current frame (or a copy of it) was last heard
+    last_data: bytes = b""
     rssi: int | None = None
     counters: Counters = field(default_factory=Counters)
     _reported: set[str] = field(default_factory=set)
 
     def offer(self, data: bytes, now: float, rssi: int | None = None) -> Frame | None:
-        """Judge one advertisement's manufacturer data (company 0x02E1, id not included);
-        the decoded frame if it is new and trustworthy, else None."""
+        """Judge one advertisement's manufacturer data (company 0x02E1, id not included):
+        the frame if it is new and trustworthy or a copy of the current one (whose age it
+        renews), else None."""
         self.rssi = rssi if rssi is not None else self.rssi
         try:
             header = read_header(data)
@@ -97,8 +104,12 @@ class DeviceFrames:
                 level="error",
             )
             return None
-        if self._repeated(header.nonce, now):
+        if header.nonce == self.last_nonce and data == self.last_data:
             self.counters.repeated += 1
+            self.last_at = now
+            return self.last_frame
+        if self._replayed(header.nonce, now):
+            self.counters.replayed += 1
             return None
         try:
             frame = decode(data, self.key, header)
@@ -121,12 +132,13 @@ class DeviceFrames:
                      previous=self.last_nonce)
         self.last_nonce = header.nonce
         self.last_frame = frame
+        self.last_data = bytes(data)
         self.last_at = now
         self.counters.accepted += 1
         return frame
 
     def age(self, now: float) -> float | None:
-        """Seconds since the last accepted frame, None before the first one."""
+        """Seconds since the current frame was last heard, None before the first one."""
         return None if self.last_at is None else now - self.last_at
 
     def _ahead(self, nonce: int) -> bool:
@@ -134,7 +146,7 @@ class DeviceFrames:
         step = (nonce - self.last_nonce) % NONCE_MODULUS
         return 0 < step < HALF_NONCE_SPACE
 
-    def _repeated(self, nonce: int, now: float) -> bool:
+    def _replayed(self, nonce: int, now: float) -> bool:
         if self.last_nonce is None or self._ahead(nonce):
             return False
         age = self.age(now)

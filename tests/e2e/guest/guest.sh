@@ -1,8 +1,8 @@
 #!/bin/bash
-# Runs inside a guest (chrooted by init.sh), as ROLE = periph | central | gpio.
+# Runs inside a guest (chrooted by init.sh), as ROLE = periph | central | gpio | can.
 #
-# Brings up the guest's Bluetooth (system D-Bus, controller, bluetoothd; not in the gpio
-# guest), then runs each case of CASES in order: tests/e2e/cases/<case>.sh defines
+# Brings up the guest's Bluetooth (system D-Bus, controller, bluetoothd; not in the gpio and
+# can guests), then runs each case of CASES in order: tests/e2e/cases/<case>.sh defines
 # `<role>_main` for each of its roles.
 # The two guests meet through flag files in the shared run directory ($WORK/flags): they have
 # no network, and the run directory is the only thing they share.
@@ -62,7 +62,7 @@ stop_bluetoothd() {  # the way a crash looks to its clients: SIGKILL
 log "userland up ($(uname -r)), cases: $CASES"
 dbus-daemon --system --fork || log "dbus-daemon failed"
 case $ROLE in
-  gpio) ;;  # no Bluetooth: this guest proves the GPIO edge
+  gpio|can) ;;  # no Bluetooth: these guests prove the GPIO edge and the CAN source
   periph)
     # One LE-only 4.2 controller (hci0 here) plus, in the same emulator, an H4 server socket
     # whose second controller becomes the central's hci0 through the relay and the host.
@@ -77,7 +77,7 @@ case $ROLE in
     ;;
 esac
 MON=
-if [ "$ROLE" != gpio ]; then
+if [ "$ROLE" != gpio ] && [ "$ROLE" != can ]; then
   wait_for 30 test -e /sys/class/bluetooth/hci0 || log "no hci0"
   btmon -w "$OUT/btmon.snoop" > /dev/null 2>&1 & MON=$!
   start_bluetoothd || log "bluetoothd did not register a controller"
@@ -93,7 +93,7 @@ for c in ${CASES//,/ }; do
   "${ROLE}_main" > "$OUT/$c.log" 2>&1
   log "case $c: exit $?"
   signal "$c.$ROLE.end"
-  [ "$ROLE" = gpio ] && continue  # alone in its guest: nobody to wait for
+  case $ROLE in gpio|can) continue ;; esac  # alone in its guest: nobody to wait for
   other=periph; [ "$ROLE" = periph ] && other=central
   await "$c.$other.end" 300
 done
