@@ -24,7 +24,7 @@ VARIANT=apt
 # What the root needs beyond the test packages: the interpreter and venv support, and a CA
 # bundle for pip.  python3-dev and gcc are not needed: every dependency ships a wheel.
 BASE_PACKAGES=(python3 python3-venv ca-certificates)
-mapfile -t TEST_PACKAGES < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$HERE/test-packages")
+mapfile -t TEST_PACKAGES < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$HERE/test-packages")
 
 usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; }
 MODE=test
