@@ -598,8 +598,18 @@ class SmallBmsClient:
 
     # --- reading ------------------------------------------------------------------------------
     async def status(self) -> codec.StatusView:
-        """The status page (SOC, voltage, current, outputs and reasons, codes)."""
-        return _decoded(codec.decode_status, await self._read("status"), "status")
+        """The status page (SOC, voltage, current, outputs and reasons, codes), with the
+        battery source's own alarms (``source_notes``; () from a daemon that has none)."""
+        status = _decoded(codec.decode_status, await self._read("status"), "status")
+        return dataclasses.replace(status, source_notes=await self.source_notes())
+
+    async def source_notes(self) -> tuple[str, ...]:
+        """The battery source's own alarms and requests (a CAN BMS's, a shunt's): shown, never
+        obeyed by the BMS.  () from a daemon older than this characteristic."""
+        client = self._bleak()
+        if client.services.get_characteristic(profile.uuid_of("source_notes")) is None:
+            return ()
+        return codec.decode_source_notes(await self._read("source_notes"))
 
     async def watch(self) -> AsyncIterator[codec.StatusView]:
         """The status now, then every status the device notifies, until the link drops

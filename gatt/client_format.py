@@ -109,6 +109,8 @@ def format_status(status: object) -> list[str]:
         lines.extend(f"{label:<20}{_describe(code)}" for code in _get(status, kind, ()) or ())
     if not any(_get(status, k, ()) for k in ("warnings", "alarms", "errors")):
         lines.append("Warnings/alarms     none")
+    lines.extend(f"Battery source says {note} (shown, not obeyed: the BMS's rules decide)"
+                 for note in _get(status, "source_notes", ()) or ())
     if _get(status, "charged_voltage_not_used", False):
         lines.append("Setting not used    charged_voltage does not fit this bank (3.40-3.60 V "
                      "per cell); 3.50 V per cell is used until it is set again")
