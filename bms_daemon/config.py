@@ -73,7 +73,7 @@ class BmsConfig:
 
     rate_hz: float = 2.0
     state_directory: str = ""
-    save_interval_s: float = 1800.0
+    save_interval_s: float = 2700.0
 
 
 @dataclass(frozen=True, slots=True)
