@@ -39,7 +39,8 @@ Advertising and discovery
     Discovery filters: UUIDs, RSSI and Pattern; DuplicateData is ignored (every report is
     signalled, where BlueZ signals only changed properties).  Passive scanning
     (AdvertisementMonitor1, only with ``--experimental`` as on BlueZ 5.66: :mod:`.monitor`)
-    has no RSSI thresholds and never sends DeviceLost.  Any adapter can scan while it
+    has no RSSI thresholds and never sends DeviceLost.  A non-connectable advertisement
+    goes out from the adapter's own address (the kernel uses a random non-resolvable one).  Any adapter can scan while it
     advertises and serves GATT (as on BlueZ); it never hears its own advertisement.
     No Adapter1.ConnectDevice, no BR/EDR at all.
 GATT
