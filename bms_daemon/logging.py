@@ -97,3 +97,40 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, THIRD_PARTY_LEVEL) if numeric < THIRD_PARTY_LEVEL else numeric)
     return chosen
+
+
+class EventLimiter:
+    """Rate limit for repeated events of one kind (an attacker's refused writes and wrong PINs,
+    a central's connection churn): the log of an SD card must not grow with an attack.
+
+    Per kind, the first ``burst`` events of each ``window_s`` are logged as usual; the rest are
+    only counted, and ``summaries`` (called periodically) yields one line per kind with the
+    count once its window is over.  The first event of every kind is always logged.  Pure:
+    time is passed in.
+    """
+
+    def __init__(self, *, burst: int = 5, window_s: float = 60.0) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self._windows: dict[str, tuple[float, int, int]] = {}  # kind -> start, seen, hidden
+
+    def allow(self, kind: str, now: float) -> bool:
+        """Whether to log this event of ``kind`` (False: it is counted for the summary)."""
+        start, seen, hidden = self._windows.get(kind, (now, 0, 0))
+        if now - start >= self.window_s and not hidden:
+            start, seen = now, 0
+        seen += 1
+        allowed = seen <= self.burst
+        self._windows[kind] = (start, seen, hidden + (0 if allowed else 1))
+        return allowed
+
+    def summaries(self, now: float) -> list[tuple[str, int, float]]:
+        """(kind, events not logged, seconds they span) for every window that is over."""
+        done: list[tuple[str, int, float]] = []
+        for kind, (start, _seen, hidden) in list(self._windows.items()):
+            if now - start < self.window_s:
+                continue
+            if hidden:
+                done.append((kind, hidden, now - start))
+            del self._windows[kind]
+        return done

@@ -94,6 +94,7 @@ _T = TypeVar("_T")
 
 # Our own choices, in one place (documented in docs/client.md).
 REPLY_TIMEOUT = 5.0  # s to wait for a control-point indication or an auth answer
+SENT_KEYS_KEPT = 64  # session keys of our last writes, to unmask their results
 REASON_TIMEOUT = 1.0  # s to wait for the reason of a refused setting after the ATT error
 WATCH_REFRESH_S = 2.0  # s without a status notification before `watch` reads it itself
 BATTERY_SELECT_ATTEMPTS = 3  # another central may move the shared battery selection
@@ -177,6 +178,7 @@ class SmallBmsClient:
         self._session: security.ClientSession | None = None
         self._lost = asyncio.Event()
         self._results: dict[int, codec.CommandResult] = {}
+        self._sent_with: dict[int, bytes] = {}  # seq -> session key of our protected writes
         self._result_arrived = asyncio.Event()
         self._control_subscribed = False
         self.name = "smallbms"
@@ -360,8 +362,10 @@ class SmallBmsClient:
                 raise WrongPin(f"wrong PIN for {self.name}") from exc
             if code == profile.ATT_LOCKED_OUT:
                 raise WrongPin(
-                    f"{self.name} refuses PINs for a while after too many wrong ones; "
-                    "wait a minute and try again with the right PIN"
+                    f"{self.name} refuses PINs for a while after wrong ones (from "
+                    f"{security.FIRST_LOCKOUT_S:g} s after one wrong PIN, up to "
+                    f"{security.MAX_LOCKOUT_S / 60:g} min after several, from any phone); "
+                    "wait and try again with the right PIN"
                 ) from exc
             raise translate(exc, doing="sending the PIN proof") from exc
         except (BleakError, OSError, EOFError, TimeoutError) as exc:
@@ -429,6 +433,9 @@ class SmallBmsClient:
         async def attempt() -> None:
             session, seq = self._next_seq()
             used.append(seq)
+            self._sent_with[seq] = session.key  # to unmask the indicated result
+            while len(self._sent_with) > SENT_KEYS_KEPT:
+                self._sent_with.pop(next(iter(self._sent_with)))
             sealed = security.seal(session.key, profile.uuid_of(key), seq, body(seq, session.key))
             await self.write_raw(key, sealed)
 
@@ -450,6 +457,11 @@ class SmallBmsClient:
                 result = codec.decode_result(bytes(data))
             except codec.CodecError:
                 return  # not ours to judge; a newer profile's result
+            key = self._sent_with.get(result.seq)
+            if key is None:
+                return  # another central's: its data is masked for its session, not ours
+            result = dataclasses.replace(
+                result, data=security.mask_result(key, result.seq, result.data))
             self._results[result.seq] = result
             self._result_arrived.set()
 

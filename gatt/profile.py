@@ -256,6 +256,7 @@ ATT_WRONG_PIN = 0x81  # the challenge answer did not prove the PIN
 ATT_LOCKED_OUT = 0x82  # too many wrong PINs: wait (docs/security.md)
 ATT_UNKNOWN_COMMAND = 0x83  # control point: opcode not known
 ATT_NOT_SAVED = 0x84  # in force, but the disk refused it: lost at the next restart
+ATT_PIN_STATE_LOST = 0x85  # the PIN state is lost: every PIN refused until `smallbms reset-pin`
 ATT_ERROR_MESSAGES: dict[int, str] = {
     ATT_INSUFFICIENT_AUTHORIZATION: "not authorised: authenticate with the PIN first",
     ATT_INVALID_VALUE_LENGTH: "wrong number of bytes for this characteristic",
@@ -264,4 +265,6 @@ ATT_ERROR_MESSAGES: dict[int, str] = {
     ATT_LOCKED_OUT: "too many wrong PINs; wait and try again",
     ATT_UNKNOWN_COMMAND: "unknown command",
     ATT_NOT_SAVED: "in force but NOT saved (disk full or read-only?): lost at the next restart",
+    ATT_PIN_STATE_LOST: "the BMS lost its PIN state and refuses every PIN; its operator must "
+                        "run `smallbms reset-pin` on it",
 }

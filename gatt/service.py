@@ -12,9 +12,14 @@ What it does, each in one place:
 - re-registers within seconds when bluetoothd goes away and comes back;
 - puts the instant readout (gatt/broadcaster.py) in the advertisement about once a second;
 - pushes notifications when an encoded value changes: Battery Level always; status and bank
-  while a PIN session is open; VE-Reg while a keep-alive is in force (gatt/vereg.py);
-- tracks connected centrals itself (blue LED) and closes every PIN session whenever the set of
-  connected centrals changes (docs/security.md explains why);
+  only while *every* connected central holds a PIN session (BlueZ sends a notification to all
+  subscribers, so one central's session must not open the stream to another); VE-Reg while a
+  keep-alive is in force (gatt/vereg.py);
+- answers each read and write for the central that sent it: a PIN session belongs to one
+  central and ends when that central disconnects (docs/security.md);
+- limits wrong PINs per central and globally, and keeps that state across restarts
+  (``LOCKOUT_DOCUMENT``; gatt/security.py ``Lockout``);
+- tracks connected centrals itself (blue LED);
 - Bluetooth off: unregisters everything, except during the re-enable window of the manual
   [4.5], so that a user who switched it off can switch it on again.  The window is the first
   ``BLUETOOTH_ON_AT_START_S`` after Bluetooth is first *available* (our first successful
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import secrets
 import time
@@ -42,10 +48,20 @@ import structlog
 from bms_daemon.core.settings import SettingError, Settings
 from bms_daemon.core.types import Status
 from bms_daemon.device import DeviceControl, NotSavedError
+from bms_daemon.logging import EventLimiter
 from bms_daemon.store import Store
 from gatt import codec, profile, vereg
 from gatt.profile import Access
-from gatt.security import SALT_SIZE, AuthError, Guard, Opened, mask_key, unmask_pin
+from gatt.security import (
+    SALT_SIZE,
+    AuthError,
+    Guard,
+    Lockout,
+    Opened,
+    mask_key,
+    mask_result,
+    unmask_pin,
+)
 from gatt.server import AttError, GattServer
 
 log = structlog.get_logger("smallbms.ble")
@@ -59,6 +75,7 @@ RETRY_FIRST_S = 0.5  # first wait before re-registering after a failure; doubled
 RETRY_MAX_S = 4.0  # "re-registers within seconds"
 PENDING_STATUSES = 256  # statuses kept while this task is behind (~50 s at 5 Hz); then oldest go
 STATE_DOCUMENT = "ble"  # store document: PIN salt and device serial (secret: mode 0600)
+LOCKOUT_DOCUMENT = "lockout"  # store document: the wrong-PIN limits (survive restarts)
 MANUFACTURER = "Victron Energy (smallbms emulation)"
 MODEL = "smallBMS NG"
 SERIAL_PREFIX = "SB"
@@ -130,6 +147,7 @@ class BleService:
         store: Store,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         server_factory: ServerFactory = GattServer,
         broadcaster: Any = None,
         pin_lost: bool = False,
@@ -139,13 +157,15 @@ class BleService:
         self._config = config
         self._store = store
         self._clock = clock
+        self._wall = wall_clock
         self._factory = server_factory
         self._broadcaster = (broadcaster if broadcaster is not None
                              else _make_broadcaster(device, store, config.product_id))
         salt, self._serial = self._load_state()
         self._guard = Guard(pin=device.settings().pin, salt=salt,
-                            version=profile.PROFILE_VERSION)
+                            version=profile.PROFILE_VERSION, lockout=self._load_lockout())
         self._keep_alive = vereg.KeepAlive()
+        self._limiter = EventLimiter()  # security events under attack: count, summarise
         self._server: ServerLike | None = None
         self._connections: frozenset[str] = frozenset()
         self._battery_index = 0
@@ -305,14 +325,17 @@ class BleService:
             self._keep_alive.reset()
             self._window_central = False
             self._poke()  # Bluetooth off and past the window: stop now, not at the next tick
-        if self._guard.session_open(now):
-            log.info("ble_sessions_closed", reason="connections changed")
-        self._guard.close_all()
+        closed = self._guard.close_except(connections)
         self._connections = connections
-        log.info("ble_connections", count=len(connections))
+        if self._limiter.allow("ble_connections", now):
+            log.info("ble_connections", count=len(connections),
+                     **({"sessions_closed": "central disconnected"} if closed else {}))
 
     # --- periodic work -----------------------------------------------------------------------
     def _tick(self, now: float) -> None:
+        for kind, count, span in self._limiter.summaries(now):
+            log.warning("ble_events_not_logged", kind=kind, count=count, over_s=round(span),
+                        why="rate limit (the first of each kind is always logged)")
         server = self._server
         if server is None:
             self._pending.clear()
@@ -332,7 +355,7 @@ class BleService:
         values: dict[str, bytes] = {
             "battery_level": codec.encode_battery_level(status.soc),
         }
-        if self._guard.session_open(now):
+        if self._protected_may_go_out(now):
             values["status"] = codec.encode_status(status)
             values["bank"] = codec.encode_bank(status.bank)
         if self._keep_alive.active(now):
@@ -341,6 +364,12 @@ class BleService:
             if self._sent.get(key) != value:
                 self._sent[key] = value
                 server.notify(key, value)
+
+    def _protected_may_go_out(self, now: float) -> bool:
+        """PIN-protected notifications reach every subscribed central (BlueZ), so they go out
+        only while every connected central holds a session (and at least one does)."""
+        authenticated = self._guard.authenticated(now)
+        return bool(authenticated) and self._connections <= authenticated
 
     def _readout_payload(self, now: float) -> bytes | None:
         if self._broadcaster is None:
@@ -360,17 +389,17 @@ class BleService:
         return 0x02E1
 
     # --- reads -------------------------------------------------------------------------------
-    def handle_read(self, key: str) -> bytes:
-        """A central reads characteristic ``key``: its value, or ``AttError``.
+    def handle_read(self, key: str, device: str = "") -> bytes:
+        """Central ``device`` reads characteristic ``key``: its value, or ``AttError``.
 
-        The GATT semantics without the transport; gatt/server.py calls it from bless."""
+        The GATT semantics without the transport; gatt/server.py calls it for BlueZ."""
         now = self._clock()
         ch = profile.CHARACTERISTICS[key]
-        if ch.access is Access.PIN and not self._guard.session_open(now):
+        if ch.access is Access.PIN and not self._guard.session_open(now, device):
             raise AttError(profile.ATT_INSUFFICIENT_AUTHORIZATION)
         if key == "auth":
             self._sync_pin()
-            return self._guard.challenge(now)
+            return self._guard.challenge(now, device)
         if key.startswith("setting."):
             name = key.removeprefix("setting.")
             return codec.SETTING_CODECS[name].encode(getattr(self._settings(), name))
@@ -399,13 +428,13 @@ class BleService:
         raise AttError(profile.ATT_VALUE_REJECTED, f"{key} cannot be read")
 
     # --- writes ------------------------------------------------------------------------------
-    def handle_write(self, key: str, data: bytes) -> None:
-        """A central writes ``data`` to characteristic ``key``; ``AttError`` when refused (and
-        then nothing changed)."""
+    def handle_write(self, key: str, data: bytes, device: str = "") -> None:
+        """Central ``device`` writes ``data`` to characteristic ``key``; ``AttError`` when
+        refused (and then nothing changed).  A setting is on disk when this returns."""
         now = self._clock()
         ch = profile.CHARACTERISTICS[key]
         if key == "auth":
-            self._authenticate(data, now)
+            self._authenticate(data, now, device)
             return
         if key == "vereg.keep_alive":
             try:
@@ -415,11 +444,13 @@ class BleService:
             self._poke()
             return
         try:
-            opened = self._guard.open(ch.uuid, data, now)
+            opened = self._guard.open(ch.uuid, data, now, device)
         except AuthError as err:
             code = (profile.ATT_INVALID_VALUE_LENGTH if err.kind == AuthError.LENGTH
                     else profile.ATT_INSUFFICIENT_AUTHORIZATION)
-            log.info("ble_write_refused", characteristic=key, reason=str(err))
+            if self._limiter.allow(f"ble_write_refused:{err.kind}", now):
+                log.info("ble_write_refused", characteristic=key, reason=str(err),
+                         central=device)
             raise AttError(code, str(err)) from None
         if key == "battery_select":
             try:
@@ -433,23 +464,28 @@ class BleService:
         else:
             raise AttError(profile.ATT_VALUE_REJECTED, f"{key} cannot be written")
 
-    def _authenticate(self, data: bytes, now: float) -> None:
+    def _authenticate(self, data: bytes, now: float, device: str) -> None:
         if self._pin_lost:
-            log.error("ble_auth_refused", reason="PIN state lost",
-                      action="run `smallbms reset-pin` (docs/security.md)")
-            raise AttError(profile.ATT_LOCKED_OUT, "the PIN state is lost: the operator must "
-                           "run `smallbms reset-pin`")
+            if self._limiter.allow("ble_auth_refused:pin_lost", now):
+                log.error("ble_auth_refused", reason="PIN state lost",
+                          action="run `smallbms reset-pin` (docs/security.md)")
+            raise AttError(profile.ATT_PIN_STATE_LOST)
         self._sync_pin()
         try:
-            self._guard.authenticate(data, now)
+            changed = self._guard.authenticate(data, now, wall=self._wall(), device=device)
         except AuthError as err:
             code = {
                 AuthError.LENGTH: profile.ATT_INVALID_VALUE_LENGTH,
                 AuthError.LOCKED_OUT: profile.ATT_LOCKED_OUT,
             }.get(err.kind, profile.ATT_WRONG_PIN)
-            log.warning("ble_auth_refused", reason=str(err))
+            if err.kind == AuthError.WRONG_PIN:
+                self._save_lockout()  # before the answer: a restart must not forget it
+            if self._limiter.allow(f"ble_auth_refused:{err.kind}", now):
+                log.warning("ble_auth_refused", reason=str(err), central=device)
             raise AttError(code, str(err)) from None
-        log.info("ble_authenticated")
+        if changed:
+            self._save_lockout()
+        log.info("ble_authenticated", central=device)
         self._poke()  # protected notifications may flow now
 
     def _write_setting(self, name: str, opened: Opened) -> None:
@@ -460,17 +496,18 @@ class BleService:
         except NotSavedError as err:
             # in force but not durable: the write is refused so the client does not report it
             # as set, and the reason is indicated like a rejection's
-            self._indicate(codec.CommandResult(codec.OP_SETTING_REJECTED, opened.seq,
-                                               codec.RESULT_FAILED,
-                                               codec.message_bytes(f"set but {err}")))
+            self._indicate(opened, codec.CommandResult(codec.OP_SETTING_REJECTED, opened.seq,
+                                                       codec.RESULT_FAILED,
+                                                       codec.message_bytes(f"set but {err}")))
             raise AttError(profile.ATT_NOT_SAVED, str(err)) from None
         except (codec.CodecError, SettingError) as err:
             if isinstance(err, codec.CodecError) and err.length:
                 raise AttError(profile.ATT_INVALID_VALUE_LENGTH, str(err)) from None
-            self._indicate(codec.CommandResult(codec.OP_SETTING_REJECTED, opened.seq,
-                                               codec.RESULT_REJECTED,
-                                               codec.message_bytes(str(err))))
-            log.info("ble_setting_rejected", setting=name, reason=str(err))
+            self._indicate(opened, codec.CommandResult(codec.OP_SETTING_REJECTED, opened.seq,
+                                                       codec.RESULT_REJECTED,
+                                                       codec.message_bytes(str(err))))
+            if self._limiter.allow("ble_setting_rejected", self._clock()):
+                log.info("ble_setting_rejected", setting=name, reason=str(err))
             raise AttError(profile.ATT_VALUE_REJECTED, str(err)) from None
         log.info("ble_setting_changed", setting=name)
         self._poke()
@@ -494,7 +531,7 @@ class BleService:
             log.exception("ble_command_failed", command=command.name)
             result, data = codec.RESULT_FAILED, codec.message_bytes(f"internal error: {exc}")
         log.info("ble_command", command=command.name, result=codec.RESULT_NAMES[result])
-        self._indicate(codec.CommandResult(command.opcode, opened.seq, result, data))
+        self._indicate(opened, codec.CommandResult(command.opcode, opened.seq, result, data))
         self._poke()
 
     def _execute(self, command: codec.Command, opened: Opened, now: float) -> bytes:
@@ -544,9 +581,14 @@ class BleService:
             raise SettingError(f"command 0x{op:02x} is not supported")
         return codec.message_bytes(text)
 
-    def _indicate(self, result: codec.CommandResult) -> None:
+    def _indicate(self, opened: Opened, result: codec.CommandResult) -> None:
+        """BlueZ indicates a result to every subscribed central: its data (the message, or the
+        masked readout key) is masked for the session that sent the command, so another
+        central learns only the opcode and whether it worked (docs/security.md)."""
         if self._server is not None:
-            self._server.notify("control_point", codec.encode_result(result))
+            masked = dataclasses.replace(
+                result, data=mask_result(opened.key, opened.seq, result.data))
+            self._server.notify("control_point", codec.encode_result(masked))
 
     # --- PIN, salt and keys ------------------------------------------------------------------
     def _settings(self) -> Settings:
@@ -597,6 +639,26 @@ class BleService:
             self._serial = serial
             self._save_state(salt)
         return salt, serial
+
+    def _load_lockout(self) -> Lockout:
+        wall = self._wall()
+        try:
+            document = self._store.load(LOCKOUT_DOCUMENT)
+        except Exception as exc:  # treated like a damaged file: the strictest state
+            log.warning("ble_lockout_unreadable", error=repr(exc))
+            document = {}
+        if document is None:
+            return Lockout()
+        if not (isinstance(document, dict) and document.get("version") == 1
+                and isinstance(document.get("earliest"), int | float)):
+            log.warning("ble_lockout_untrusted", action="wrong-PIN budget counted as spent")
+        return Lockout.from_document(document, wall)
+
+    def _save_lockout(self) -> None:
+        try:
+            self._store.save(LOCKOUT_DOCUMENT, self._guard.lockout.document())
+        except Exception as exc:  # the limits then hold until the next restart only
+            log.warning("ble_lockout_not_saved", error=repr(exc))
 
     def _save_state(self, salt: bytes) -> None:
         try:

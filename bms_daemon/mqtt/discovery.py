@@ -184,6 +184,11 @@ def _cells(topics: Topics, shape: tuple[int, ...]) -> Iterator[Entity]:
         yield _sensor(f"battery{n}_temperature", f"Battery {n} temperature", cells, unit="°C",
                       device_class="temperature", category=DIAGNOSTIC,
                       template=battery("temperature"))
+        if not count:  # only its lowest and highest cell are reported
+            for field, word in (("min_cell_voltage", "lowest"), ("max_cell_voltage", "highest")):
+                yield _sensor(f"battery{n}_{field}", f"Battery {n} {word} cell voltage", cells,
+                              unit="V", device_class="voltage", category=DIAGNOSTIC,
+                              template=battery(field))
         for j in range(count):
             template = (f"{{{{ value_json.batteries[{i}].cells[{j}] if {guard} and "
                         f"value_json.batteries[{i}].cells|length > {j} else None }}}}")

@@ -94,7 +94,13 @@ def cells(status: Status) -> dict[str, Any]:
                 "voltage": _r(battery.voltage, 2),
                 "current": _r(battery.current, 2),
                 "temperature": _r(battery.temperature, 1),
+                "min_temperature": _r(battery.min_temperature, 1),
                 "cells": [_r(v, 3) for v in battery.cell_voltages],
+                # a battery that reports only its extremes (a DIY pack over CAN) has no cells
+                "min_cell_voltage": _r(min(battery.cell_voltages) if battery.cell_voltages
+                                       else battery.min_cell_voltage, 3),
+                "max_cell_voltage": _r(max(battery.cell_voltages) if battery.cell_voltages
+                                       else battery.max_cell_voltage, 3),
             }
             for battery in batteries
         ],

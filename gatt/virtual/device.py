@@ -37,7 +37,9 @@ from gatt.virtual.gatt_mirror import (
     _NOTIFY_SECURITY,
     _READ_SECURITY,
     _WRITE_SECURITY,
+    INDICATE_FLAGS,
     NOTIFY_FLAGS,
+    NOTIFY_ONLY_FLAGS,
     READ_FLAGS,
     WRITE_FLAGS,
     Application,
@@ -259,11 +261,9 @@ class Link:
         chrc = self.characteristic_for(ccc)
         if chrc is None or not chrc.sessions:
             return b"\x00\x00"
-        return (
-            b"\x02\x00"
-            if "indicate" in chrc.attr.flags and "notify" not in chrc.attr.flags
-            else b"\x01\x00"
-        )
+        flags = set(chrc.attr.flags)
+        indicate_only = bool(INDICATE_FLAGS & flags) and not NOTIFY_ONLY_FLAGS & flags
+        return b"\x02\x00" if indicate_only else b"\x01\x00"
 
     # -- ATT ------------------------------------------------------------------------------
 

@@ -54,7 +54,13 @@ CCC_UUID = "00002902-0000-1000-8000-00805f9b34fb"
 
 READ_FLAGS = frozenset({"read", "encrypt-read", "encrypt-authenticated-read", "secure-read"})
 WRITE_FLAGS = frozenset({"write", "encrypt-write", "encrypt-authenticated-write", "secure-write"})
-NOTIFY_FLAGS = frozenset({"notify", "indicate"})
+NOTIFY_ONLY_FLAGS = frozenset({"notify", "encrypt-notify", "encrypt-authenticated-notify",
+                               "secure-notify"})
+INDICATE_FLAGS = frozenset({"indicate", "encrypt-indicate", "encrypt-authenticated-indicate",
+                            "secure-indicate"})
+# every flag that gives the characteristic a CCC (BlueZ parse_chrc_flags: the encrypt-*/secure-*
+# notify and indicate flags set the property too, and only they make the CCC need security)
+NOTIFY_FLAGS = NOTIFY_ONLY_FLAGS | INDICATE_FLAGS
 
 SECURITY_NONE = 0
 SECURITY_ENCRYPTED = 1
@@ -78,6 +84,28 @@ _NOTIFY_SECURITY = {
     "secure-notify": SECURITY_AUTHENTICATED,
     "secure-indicate": SECURITY_AUTHENTICATED,
 }
+
+
+def central_flags(flags: Iterable[str]) -> list[str]:
+    """The Flags a central's BlueZ shows for a remote characteristic: its properties only
+    (gatt-client.c builds them from the declaration; the security flags stay on the server)."""
+    shown: list[str] = []
+    for flag in flags:
+        if flag in READ_FLAGS:
+            name = "read"
+        elif flag in WRITE_FLAGS:
+            name = "write"
+        elif flag in NOTIFY_ONLY_FLAGS:
+            name = "notify"
+        elif flag in INDICATE_FLAGS:
+            name = "indicate"
+        elif flag == "authorize":
+            continue
+        else:
+            name = flag
+        if name not in shown:
+            shown.append(name)
+    return shown
 
 
 def required_security(flags: Iterable[str], table: Mapping[str, int]) -> int:
@@ -231,7 +259,7 @@ class CharacteristicMirror(ServiceInterface):
 
     @dbus_property(access=READ)
     def Flags(self) -> StrList:
-        return self.attr.flags
+        return central_flags(self.attr.flags)
 
     @dbus_property(access=READ)
     def Value(self) -> Bytes:

@@ -36,7 +36,8 @@ SECOND_CENTRAL = "hci2"
 # down the link of its adapter to the daemon, shared or not (as in BlueZ), and the shared
 # client would only learn it a moment later.
 SHARED_CENTRAL = "hci3"
-ADAPTERS = 4
+THIRD_CENTRAL = "hci4"  # for tests that need one more central than the shared one
+ADAPTERS = 5
 STARTUP_TIMEOUT_S = 30.0  # daemon start to first advertisement seen, on a loaded 2-core box
 STEP_TIMEOUT_S = 60.0  # any single step a test hands to the loop
 CLI_TIMEOUT_S = 60.0

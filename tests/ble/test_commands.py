@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import pytest
-from ble_harness import CENTRAL, PIN, DaemonUnderTest, until
+from ble_harness import CENTRAL, PIN, SECOND_CENTRAL, DaemonUnderTest, running_daemon, until
 
 from bms_daemon.store import FileStore
 from gatt import codec
@@ -115,24 +116,22 @@ def test_factory_reset_restores_settings_and_keeps_the_pin(bms: DaemonUnderTest)
         assert bms.run(again.settings()) == defaults
 
 
-def test_change_pin_rotates_the_readout_key(bms: DaemonUnderTest) -> None:
-    new_pin = "246810"
-    with bms.session() as c:
-        old_key = bms.run(c.readout_key())
-        answer = bms.run(c.command("change_pin", new_pin))
-        assert "PIN changed" in answer
-        new_key = bms.run(c.readout_key())  # the client re-authenticates with the new PIN
-    try:
+def test_change_pin_rotates_the_readout_key(tmp_path: Path) -> None:
+    # a daemon of its own: the old PIN tried after the change spends the wrong-PIN budget
+    with running_daemon(tmp_path) as bms:
+        new_pin = "246810"
+        with bms.session() as c:
+            old_key = bms.run(c.readout_key())
+            answer = bms.run(c.command("change_pin", new_pin))
+            assert "PIN changed" in answer
+            new_key = bms.run(c.readout_key())  # the client re-authenticates with the new PIN
         assert new_key != old_key
         assert new_key[0] != old_key[0]  # decoders notice a stale key by its first byte
         assert new_key == read_key(FileStore(bms.state_dir))
-        with bms.session(pin=PIN) as old, pytest.raises(WrongPin):
+        with bms.session(pin=PIN, adapter=SECOND_CENTRAL) as old, pytest.raises(WrongPin):
             bms.run(old.status())
-    finally:
         with bms.session(pin=new_pin) as c:
-            bms.run(c.command("change_pin", PIN))
-    with bms.session(pin=PIN) as c:
-        assert bms.run(c.status()).voltage is not None
+            assert bms.run(c.status()).voltage is not None
 
 
 def test_change_pin_refuses_a_malformed_pin(bms: DaemonUnderTest) -> None:

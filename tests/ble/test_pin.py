@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ble_harness import DaemonUnderTest, running_daemon, until
+from ble_harness import (
+    SECOND_CENTRAL,
+    SHARED_CENTRAL,
+    THIRD_CENTRAL,
+    DaemonUnderTest,
+    running_daemon,
+    until,
+)
 
 from gatt.client import NotAuthenticated, WrongPin
 from gatt.security import FREE_ATTEMPTS
@@ -22,22 +30,33 @@ PIN = "482913"
 DAEMON_SETTINGS = {"pin": PIN}
 
 
-def test_wrong_pin_is_refused_and_the_right_one_still_works(bms: DaemonUnderTest) -> None:
-    with bms.session(pin="000000") as c, pytest.raises(WrongPin, match="wrong PIN"):
-        bms.run(c.status())
-    with bms.session(pin=PIN) as c:
-        assert bms.run(c.status()).voltage is not None
+# Wrong PINs spend the daemon's global budget (gatt/security.py Lockout) for five minutes, so
+# the tests that send one have a daemon of their own (``fresh``), never the module's.
 
 
-def test_cli_wrong_and_missing_pin(bms: DaemonUnderTest) -> None:
-    wrong = bms.cli("status", pin="111111")
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[DaemonUnderTest]:
+    with running_daemon(tmp_path, settings=DAEMON_SETTINGS) as daemon:
+        yield daemon
+
+
+def test_wrong_pin_is_refused_and_the_right_one_still_works(fresh: DaemonUnderTest) -> None:
+    with fresh.session(pin="000000") as c, pytest.raises(WrongPin, match="wrong PIN"):
+        fresh.run(c.status())
+    # another central at once; the one that failed waits FIRST_LOCKOUT_S
+    with fresh.session(pin=PIN, adapter=SECOND_CENTRAL) as c:
+        assert fresh.run(c.status()).voltage is not None
+
+
+def test_cli_wrong_and_missing_pin(fresh: DaemonUnderTest) -> None:
+    wrong = fresh.cli("status", pin="111111")
     assert wrong.returncode == 4
     assert wrong.stderr == "smallbms-client: wrong PIN for smallBMS NG\n"
-    missing = bms.cli("status", pin=None)
+    missing = fresh.cli("status", pin=None, adapter=SECOND_CENTRAL)
     assert missing.returncode == 4
     assert "PIN" in missing.stderr
     assert "SMALLBMS_PIN" in missing.stderr
-    right = bms.cli("status", "--json", pin=PIN)  # also clears the wrong-PIN count
+    right = fresh.cli("status", "--json", pin=PIN, adapter=SECOND_CENTRAL)
     assert right.returncode == 0, right.stderr
 
 
@@ -76,14 +95,20 @@ def test_pin_never_crosses_the_bus_in_clear(bms: DaemonUnderTest, tmp_path: Path
     assert new_pin.encode() not in seen
 
 
-def test_wrong_pins_lock_out_even_the_right_one(tmp_path: Path) -> None:
-    with running_daemon(tmp_path) as bms:
-        with bms.session(pin="999999") as c:
-            for _ in range(FREE_ATTEMPTS):
-                with pytest.raises(WrongPin, match="wrong PIN"):
-                    bms.run(c.authenticate())
-            with pytest.raises(WrongPin, match="too many wrong ones"):
-                bms.run(c.authenticate("000000"))  # the daemon's real PIN
-        with bms.session(pin="000000") as c, pytest.raises(WrongPin, match="too many"):
-            bms.run(c.status())
-        bms.assert_alive()
+def test_wrong_pins_lock_out_even_the_right_one(fresh: DaemonUnderTest) -> None:
+    with fresh.session(pin="999999") as c:
+        with pytest.raises(WrongPin, match="wrong PIN"):
+            fresh.run(c.authenticate())
+        # the same central at once: refused, even with the right PIN, and told why
+        with pytest.raises(WrongPin, match=r"refuses PINs for a while .* 5 s"):
+            fresh.run(c.authenticate(PIN))
+    # three wrong PINs from any centrals spend the global budget: then everyone waits
+    for adapter in (SECOND_CENTRAL, SHARED_CENTRAL):
+        with fresh.session(pin="999999", adapter=adapter) as c, \
+                pytest.raises(WrongPin, match="wrong PIN"):
+            fresh.run(c.authenticate())
+    assert FREE_ATTEMPTS == 3
+    with fresh.session(pin=PIN, adapter=THIRD_CENTRAL) as c, \
+            pytest.raises(WrongPin, match="refuses PINs"):
+        fresh.run(c.status())
+    fresh.assert_alive()

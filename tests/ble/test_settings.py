@@ -6,11 +6,15 @@ indication on the control point).  Every test restores what it changed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from ble_harness import CENTRAL, DaemonUnderTest, until
+from ble_harness import CENTRAL, SECOND_CENTRAL, DaemonUnderTest, running_daemon, until
 
 from gatt import codec
 from gatt.client import NotAuthenticated, RejectedValue, SmallBmsClient, WrongPin, scan
@@ -91,13 +95,15 @@ def test_boolean_setting_refuses_values_other_than_0_and_1(bms: DaemonUnderTest)
         assert bms.run(c.settings()) == before
 
 
-def test_wrong_pin_changes_nothing(bms: DaemonUnderTest) -> None:
-    with bms.session() as good:
-        before = bms.run(good.settings())
-    with bms.session(pin="123456") as bad, pytest.raises(WrongPin, match="wrong PIN"):
-        bms.run(bad.set_setting("discharge_floor", 15))
-    with bms.session() as good:  # the right PIN also clears the wrong-PIN count
-        assert bms.run(good.settings()) == before
+def test_wrong_pin_changes_nothing(tmp_path: Path) -> None:
+    # a daemon of its own: a wrong PIN spends the global budget for five minutes
+    with running_daemon(tmp_path) as bms:
+        with bms.session() as good:
+            before = bms.run(good.settings())
+        with bms.session(pin="123456") as bad, pytest.raises(WrongPin, match="wrong PIN"):
+            bms.run(bad.set_setting("discharge_floor", 15))
+        with bms.session(adapter=SECOND_CENTRAL) as good:
+            assert bms.run(good.settings()) == before
 
 
 def test_no_pin_changes_nothing(bms: DaemonUnderTest) -> None:
@@ -154,3 +160,24 @@ def test_cli_set_and_refusal(bms: DaemonUnderTest) -> None:
     finally:
         back = bms.cli("set", "discharge_floor", "10")
         assert back.returncode == 0, back.stderr
+
+
+def test_a_setting_acknowledged_over_ble_survives_a_kill_right_after(tmp_path: Path) -> None:
+    """Finding 4 end to end (tests/daemon/test_durable_ack.py does hundreds of rounds below
+    the D-Bus layer): SIGKILL 0, 0.3 and 0.8 s after the acknowledgement, then a restart."""
+    for round_, (delay, floor) in enumerate(((0.0, 11), (0.3, 12), (0.8, 13))):
+        with running_daemon(tmp_path) as bms:
+            if round_:
+                with bms.session() as c:
+                    assert bms.run(c.get_setting("discharge_floor")) == floor - 1
+            with bms.session() as c:
+                bms.run(c.set_setting("discharge_floor", floor))  # returns on the ACK
+
+                async def kill_after(seconds: float = delay) -> None:
+                    await asyncio.sleep(seconds)
+                    os.kill(bms.proc.pid, signal.SIGKILL)
+                    await bms.proc.wait()
+
+                bms.run(kill_after())
+    with running_daemon(tmp_path) as bms, bms.session() as c:
+        assert bms.run(c.get_setting("discharge_floor")) == 13

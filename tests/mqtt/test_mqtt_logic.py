@@ -49,6 +49,7 @@ def test_payloads_carry_every_figure_and_never_the_pin() -> None:
     assert documents["outputs"]["soc_known"] is False
     assert documents["outputs"]["allowed_to_discharge"] is True
     assert [len(b["cells"]) for b in documents["cells"]["batteries"]] == [4, 4]
+    assert documents["cells"]["batteries"][0]["min_cell_voltage"] == 3.3
     assert "pin" not in documents["settings"]
     assert documents["settings"]["charged_voltage_in_force"] == 14.0  # 3.50 V x 4 in series
     assert "000000" not in json.dumps(documents)
@@ -99,6 +100,13 @@ def test_discovery_one_device_unique_ids_and_names_without_the_device_name() -> 
     keys = {topic.split("/")[-2] for topic in configs}
     assert {"battery2_cell4_voltage", "code_e_b11", "charged_energy_kwh", "prealarm",
             "allowed_to_charge", "allowed_to_discharge", "balancer", "active_codes"} <= keys
+
+
+def test_a_battery_without_cell_figures_gets_its_extremes() -> None:
+    configs = {k: v for k, v in _configs(False, shape=(0,)).items() if v is not None}
+    keys = {topic.split("/")[-2] for topic in configs}
+    assert {"battery1_min_cell_voltage", "battery1_max_cell_voltage"} <= keys
+    assert not any("cell1_voltage" in key for key in keys)
 
 
 def test_discovery_control_variant_replaces_the_read_only_one() -> None:

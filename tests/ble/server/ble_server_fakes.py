@@ -114,8 +114,8 @@ class FakeServer:
 
     name: str
     adapter: str
-    on_read: Callable[[str], bytes]
-    on_write: Callable[[str, bytes], None]
+    on_read: Callable[..., bytes]  # (key, central="")
+    on_write: Callable[..., None]  # (key, data, central="")
     on_connections: Callable[[frozenset[str]], None]
     on_lost: Callable[[], None]
     services: tuple[profile.Service, ...] = profile.SERVICES

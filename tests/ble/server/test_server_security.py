@@ -59,38 +59,78 @@ def test_a_challenge_answers_only_once() -> None:
         g.authenticate(response, 1)  # a replayed answer is a wrong one
 
 
-def test_wrong_pins_lock_out_with_a_doubling_delay_even_for_the_right_pin() -> None:
-    g = guard("123456")
-    now = 0.0
-    for _ in range(security.FREE_ATTEMPTS):
-        response, _ = answer_challenge("999999", decode_challenge(g.challenge(now)))
-        with pytest.raises(AuthError):
-            g.authenticate(response, now)
-    assert g.locked_for(now) == security.FIRST_LOCKOUT_S
-    right, _ = answer_challenge("123456", decode_challenge(g.challenge(now)))
+def _wrong(g: Guard, now: float, device: str = "A") -> AuthError:
+    response, _ = answer_challenge("999999", decode_challenge(g.challenge(now)))
     with pytest.raises(AuthError) as info:
-        g.authenticate(right, now + 1)
+        g.authenticate(response, now, device=device)
+    return info.value
+
+
+def test_a_wrong_pin_locks_that_central_with_a_doubling_delay_even_for_the_right_pin() -> None:
+    g = guard("123456")
+    assert _wrong(g, 0.0).kind == AuthError.WRONG_PIN
+    assert g.locked_for(0.0, "A") == security.FIRST_LOCKOUT_S
+    right, _ = answer_challenge("123456", decode_challenge(g.challenge(1.0)))
+    with pytest.raises(AuthError) as info:
+        g.authenticate(right, 1.0, device="A")
     assert info.value.kind == AuthError.LOCKED_OUT
     assert info.value.retry_after == pytest.approx(security.FIRST_LOCKOUT_S - 1)
-    now += security.FIRST_LOCKOUT_S
-    wrong, _ = answer_challenge("999999", decode_challenge(g.challenge(now)))
-    with pytest.raises(AuthError):
-        g.authenticate(wrong, now)
-    assert g.locked_for(now) == 2 * security.FIRST_LOCKOUT_S
-    now += 2 * security.FIRST_LOCKOUT_S
-    login(g, "123456", now)  # the right PIN after the wait works and resets the counter
-    assert g.locked_for(now) == 0
+    assert _wrong(g, security.FIRST_LOCKOUT_S).kind == AuthError.WRONG_PIN
+    assert g.locked_for(security.FIRST_LOCKOUT_S, "A") == 2 * security.FIRST_LOCKOUT_S
+    login(g, "123456", 3 * security.FIRST_LOCKOUT_S)  # after the wait the right PIN works
+    assert g.lockout.wait("A", 3 * security.FIRST_LOCKOUT_S) == 0
 
 
-def test_lockout_never_exceeds_the_maximum() -> None:
+def test_the_global_budget_holds_whatever_the_centrals_and_a_login_does_not_refill_it() -> None:
     g = guard("123456")
-    now = 0.0
-    for _ in range(40):
-        now += g.locked_for(now)
-        wrong, _ = answer_challenge("999999", decode_challenge(g.challenge(now)))
-        with pytest.raises(AuthError):
-            g.authenticate(wrong, now)
-    assert g.locked_for(now) == security.MAX_LOCKOUT_S
+    for i in range(security.FREE_ATTEMPTS):
+        assert _wrong(g, 0.0, device=f"attacker{i}").kind == AuthError.WRONG_PIN
+    # a new address, and the owner logging in, get no more guesses for anyone
+    assert _wrong(g, 1.0, device="fresh").kind == AuthError.LOCKED_OUT
+    assert g.locked_for(1.0, "owner") == pytest.approx(security.GLOBAL_INTERVAL_S - 1)
+    now = security.GLOBAL_INTERVAL_S
+    login(g, "123456", now)  # the owner gets in once the budget has a slot again
+    assert _wrong(g, now, device="fresh").kind == AuthError.WRONG_PIN
+    assert _wrong(g, now + 1, device="fresh2").kind == AuthError.LOCKED_OUT
+
+
+def test_the_sustained_rate_is_one_wrong_pin_per_interval() -> None:
+    g = guard("123456")
+    now, evaluated, day = 0.0, 0, 86_400.0
+    while now < day:
+        wait = g.lockout.wait(f"dev{evaluated}", now)
+        now += max(wait, 0.1)
+        if _wrong(g, now, device=f"dev{evaluated}").kind == AuthError.WRONG_PIN:
+            evaluated += 1
+    assert evaluated <= day / security.GLOBAL_INTERVAL_S + security.FREE_ATTEMPTS
+
+
+def test_per_central_lockout_never_exceeds_the_maximum() -> None:
+    lockout = security.Lockout()
+    for i in range(40):
+        lockout.failed("A", i * 1000.0)
+    assert lockout.devices["A"][1] - 39_000.0 == security.MAX_LOCKOUT_S
+
+
+@pytest.mark.parametrize("document", [
+    None, [], {"version": 2}, {"version": 1, "earliest": "soon", "devices": {}},
+    {"version": 1, "earliest": float("nan"), "devices": {}},
+    {"version": 1, "earliest": 0, "devices": []},
+])
+def test_an_untrustworthy_saved_lockout_counts_the_budget_as_spent(document: object) -> None:
+    lockout = security.Lockout.from_document(document, 1000.0)
+    assert lockout.wait("anyone", 1000.0) == pytest.approx(security.GLOBAL_INTERVAL_S)
+
+
+def test_the_lockout_survives_a_save_and_a_clock_far_ahead_does_not_lock_for_good() -> None:
+    lockout = security.Lockout()
+    for _ in range(security.FREE_ATTEMPTS):
+        lockout.failed("A", 0.0)
+    again = security.Lockout.from_document(lockout.document(), 10.0)
+    assert again.wait("B", 10.0) == lockout.wait("B", 10.0)
+    ahead = security.Lockout(earliest=1e12)
+    restored = security.Lockout.from_document(ahead.document(), 0.0)
+    assert restored.wait("B", 0.0) <= security.FREE_ATTEMPTS * security.GLOBAL_INTERVAL_S
 
 
 def test_sealed_writes_open_once_in_order() -> None:
@@ -165,7 +205,7 @@ def test_changing_the_pin_closes_sessions_and_needs_the_new_pin() -> None:
     old, _ = answer_challenge("123456", challenge)
     with pytest.raises(AuthError):
         g.authenticate(old, 0)
-    login(g, "654321")
+    login(g, "654321", security.FIRST_LOCKOUT_S)  # after the wrong one's wait
 
 
 @settings(deadline=None)

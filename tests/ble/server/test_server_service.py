@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import pytest
 from ble_server_fakes import Clock, FakeConfig, FakeDevice, FakeServer, ServerFactory, sample_status
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from bms_daemon.store import MemoryStore
 from gatt import codec, profile, security
@@ -28,6 +30,12 @@ async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
             await asyncio.sleep(0.005)
 
 
+def unmasked(indicated: bytes, key: bytes) -> codec.CommandResult:
+    """A result as the session that asked reads it."""
+    result = codec.decode_result(indicated)
+    return dataclasses.replace(result, data=security.mask_result(key, result.seq, result.data))
+
+
 @dataclass
 class Rig:
     device: FakeDevice
@@ -40,17 +48,17 @@ class Rig:
     def server(self) -> FakeServer:
         return self.factory.current
 
-    def read(self, key: str) -> bytes:
-        return self.server.on_read(key)
+    def read(self, key: str, central: str = "") -> bytes:
+        return self.server.on_read(key, central)
 
-    def write(self, key: str, data: bytes) -> None:
-        self.server.on_write(key, data)
+    def write(self, key: str, data: bytes, central: str = "") -> None:
+        self.server.on_write(key, data, central)
 
-    def login(self, pin: str = PIN) -> Session:
-        challenge = security.decode_challenge(self.read("auth"))
+    def login(self, pin: str = PIN, central: str = "") -> Session:
+        challenge = security.decode_challenge(self.read("auth", central))
         response, session = security.answer_challenge(pin, challenge)
-        self.write("auth", response)
-        return Session(self, session.key)
+        self.write("auth", response, central)
+        return Session(self, session.key, central)
 
     def tick(self) -> None:
         """What the control loop does: a new status wakes the service."""
@@ -58,15 +66,15 @@ class Rig:
 
 
 class Session:
-    def __init__(self, rig: Rig, key: bytes) -> None:
-        self.rig, self.key, self.seq = rig, key, 0
+    def __init__(self, rig: Rig, key: bytes, central: str = "") -> None:
+        self.rig, self.key, self.seq, self.central = rig, key, 0, central
 
     def sealed(self, key: str, body: bytes) -> bytes:
         self.seq += 1
         return security.seal(self.key, profile.uuid_of(key), self.seq, body)
 
     def write(self, key: str, body: bytes) -> None:
-        self.rig.write(key, self.sealed(key, body))
+        self.rig.write(key, self.sealed(key, body), self.central)
 
     def set(self, name: str, value: object) -> None:
         self.write(f"setting.{name}", codec.SETTING_CODECS[name].encode(value))
@@ -76,7 +84,7 @@ class Session:
         self.write("control_point", body)
         sent = [v for k, v in self.rig.server.notified[before:] if k == "control_point"]
         assert len(sent) == 1
-        result = codec.decode_result(sent[0])
+        result = unmasked(sent[0], self.key)
         assert result.seq == self.seq
         return result
 
@@ -88,8 +96,8 @@ async def running(device: FakeDevice | None = None, *, fail: bool = False,
     factory, clock, store = ServerFactory(), Clock(), MemoryStore()
     factory.fail = fail
     bc = ReadoutBroadcaster.from_store(store, device.settings) if broadcaster else None
-    service = BleService(device, FakeConfig(), store, clock=clock, server_factory=factory,
-                         broadcaster=bc)
+    service = BleService(device, FakeConfig(), store, clock=clock, wall_clock=clock,
+                         server_factory=factory, broadcaster=bc)
     task = asyncio.create_task(service.run())
     rig = Rig(device, service, factory, clock, store)
     try:
@@ -178,7 +186,9 @@ async def test_an_out_of_range_setting_is_refused_explained_and_changes_nothing(
         with att(profile.ATT_VALUE_REJECTED):
             s.set("tail_current", 25.0)
         assert rig.device.settings() == before
-        explained = codec.decode_result(rig.server.notified[-1][1])
+        seen = codec.decode_result(rig.server.notified[-1][1])
+        assert "tail_current" not in seen.message  # masked for every other central
+        explained = unmasked(rig.server.notified[-1][1], s.key)
         assert explained.opcode == codec.OP_SETTING_REJECTED
         assert explained.seq == s.seq
         assert "tail_current" in explained.message
@@ -207,24 +217,57 @@ async def test_writes_without_pin_or_with_a_wrong_pin_change_nothing() -> None:
         assert rig.device.settings() == before
 
 
-async def test_wrong_pins_lock_out() -> None:
+async def test_wrong_pins_lock_out_per_central_and_globally_across_restarts() -> None:
     async with running() as rig:
-        for _ in range(security.FREE_ATTEMPTS):
-            with att(profile.ATT_WRONG_PIN):
-                rig.login("999999")
+        with att(profile.ATT_WRONG_PIN):
+            rig.login("999999", "A")
         with att(profile.ATT_LOCKED_OUT):
-            rig.login(PIN)
-        rig.clock.now += security.FIRST_LOCKOUT_S
-        rig.login(PIN)
+            rig.login(PIN, "A")  # even the right PIN, from the central that just failed
+        rig.login(PIN, "owner")  # another central is not held up by A's lock
+        for central in ("B", "C"):
+            with att(profile.ATT_WRONG_PIN):
+                rig.login("999999", central)
+        # the global budget is spent: any central, any address, waits
+        with att(profile.ATT_LOCKED_OUT):
+            rig.login(PIN, "D")
+        # and a restart remembers it (the state is saved before the answer)
+        again = BleService(rig.device, FakeConfig(), rig.store, server_factory=rig.factory,
+                           clock=rig.clock, wall_clock=rig.clock, broadcaster=None)
+        with att(profile.ATT_LOCKED_OUT):
+            again.handle_write("auth", b"\x00" * security.RESPONSE_SIZE, "E")
+        rig.clock.now += security.GLOBAL_INTERVAL_S
+        rig.login(PIN, "owner")  # once the attacker stops, the owner is in within 5 min
 
 
-async def test_any_connection_change_closes_the_sessions() -> None:
+async def test_a_session_belongs_to_its_central_and_ends_with_its_link() -> None:
     async with running() as rig:
-        rig.login()
-        rig.read("status")
-        rig.server.on_connections(frozenset({"/org/bluez/hci0/dev_B"}))
+        a, b = "/org/bluez/hci0/dev_A", "/org/bluez/hci0/dev_B"
+        rig.server.on_connections(frozenset({a}))
+        rig.login(PIN, a)
+        rig.read("status", a)
+        rig.server.on_connections(frozenset({a, b}))
+        rig.read("status", a)  # a newcomer does not end A's session...
         with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
-            rig.read("status")
+            rig.read("status", b)  # ...nor share it
+        rig.server.on_connections(frozenset({b}))
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.read("status", a)  # A left: its session is gone
+
+
+async def test_protected_notifications_stop_while_a_central_without_the_pin_is_connected() -> None:
+    async with running() as rig:
+        a, b = "/org/bluez/hci0/dev_A", "/org/bluez/hci0/dev_B"
+        rig.server.on_connections(frozenset({a, b}))
+        session = rig.login(PIN, a)
+        rig.server.notified.clear()
+        rig.device.publish(sample_status(soc=42.0))
+        await until(lambda: ("battery_level", bytes([42])) in rig.server.notified)
+        assert not [k for k, _ in rig.server.notified if k in ("status", "bank")]
+        result = session.command(codec.encode_set_soc(43.0))  # results go out, masked
+        assert result.message == "set_soc done"
+        rig.login(PIN, b)  # every connected central holds a session: the stream opens
+        rig.device.publish(sample_status(soc=44.0))
+        await until(lambda: any(k == "status" for k, _ in rig.server.notified))
 
 
 async def test_commands_act_on_the_bms_and_answer_by_indication() -> None:
@@ -268,6 +311,7 @@ async def test_change_pin_closes_sessions_rotates_the_readout_key_and_needs_the_
             rig.read("status")
         with att(profile.ATT_WRONG_PIN):
             rig.login(PIN)
+        rig.clock.now += security.FIRST_LOCKOUT_S  # this central's wait after a wrong PIN
         s2 = rig.login("246810")
         new = s2.command(codec.encode_command(codec.OP_READ_KEY))
         new_key = security.unmask_key(s2.key, s2.seq, new.data)
@@ -287,7 +331,7 @@ async def test_an_invalid_new_pin_is_refused() -> None:
 async def test_the_readout_key_only_unmasks_for_the_session_that_asked() -> None:
     async with running() as rig:
         s = rig.login()
-        other = rig.login()
+        other = rig.login(central="/org/bluez/hci0/dev_OTHER")
         result = s.command(codec.encode_command(codec.OP_READ_KEY))
         mine = security.unmask_key(s.key, s.seq, result.data)
         theirs = security.unmask_key(other.key, s.seq, result.data)
@@ -551,3 +595,22 @@ async def test_the_vereg_service_is_offered_unless_the_config_turns_it_off(vereg
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_flood_of_refused_writes_is_logged_first_then_summarised() -> None:
+    async with running() as rig:
+        raw = codec.SETTING_CODECS["mode"].encode(False)
+        with capture_logs() as logs:
+            for _ in range(500):
+                with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+                    rig.write("setting.mode", raw, "/org/bluez/hci0/dev_ATTACKER")
+            with att(profile.ATT_WRONG_PIN):
+                rig.login("999999", "/org/bluez/hci0/dev_ATTACKER")  # a new kind: logged
+            rig.clock.now += 61
+            rig.tick()
+            await until(lambda: any(e["event"] == "ble_events_not_logged" for e in logs))
+        refused = [e for e in logs if e["event"] == "ble_write_refused"]
+        assert 1 <= len(refused) <= 5
+        assert any(e["event"] == "ble_auth_refused" for e in logs)
+        summary = next(e for e in logs if e["event"] == "ble_events_not_logged")
+        assert summary["count"] == 500 - len(refused)

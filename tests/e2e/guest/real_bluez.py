@@ -21,3 +21,18 @@ INVALID_WRITE_EXIT = 5
 INVALID_WRITE_MESSAGE = (
     "smallbms-client: discharge_floor = 150: discharge_floor 150% is out of range 0-99%"
 )
+
+# A central that is not paired (no agent: it cannot pair) subscribes to a characteristic whose
+# reads need encryption (ccc case).  BlueZ's CCC takes its permissions from the notify flags
+# only (src/gatt-database.c parse_chrc_flags): with "notify" the CCC write is accepted and the
+# central receives every notification although it may not read the value; "encrypt-notify"
+# makes the CCC write need encryption.  The virtual BlueZ does the same (gatt_mirror.py).
+# Observed on 5.66: the plain one delivers every notification to the unpaired central, and with
+# NotifyAcquired the application's AcquireNotify is called with that central in "device" (and
+# when that call failed, bluetoothd 5.66 crashed with SIGSEGV at the next connection); the
+# encrypt-notify one is refused (the central, unable to pair without an agent, reports ATT 0x0e
+# "Unlikely Error"; the virtual BlueZ answers insufficient encryption, 0x0f: both refuse).
+CCC_UNPAIRED = {
+    "plain": "subscribed",
+    "enc": "refused",
+}
