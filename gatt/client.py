@@ -72,6 +72,7 @@ __all__ = [
     "COMMANDS",
     "CONNECT_TIMEOUT_DEFAULT",
     "PIN_ENV_VAR",
+    "PIN_FORMAT",
     "SCAN_TIMEOUT_DEFAULT",
     "ClientError",
     "DeviceNotFound",
@@ -84,6 +85,7 @@ __all__ = [
     "ScanResult",
     "SmallBmsClient",
     "WrongPin",
+    "check_pin",
     "default_adapter",
     "find_device",
     "scan",
@@ -153,6 +155,24 @@ _BOOL_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True
 _AUTO_WORDS = {"auto", "default", "none", "0"}
 
 
+PIN_FORMAT = re.compile(r"[0-9]{6}")  # what the device's PIN is: exactly 6 digits
+
+
+def check_pin(pin: str) -> str:
+    """``pin`` if it has the PIN's form (6 digits); else ``ClientError`` (exit status 2).
+
+    Checked before anything is sent: a malformed PIN can never be right, and sending it would
+    only count as one more wrong answer against the device's lock-out.
+    """
+    if not PIN_FORMAT.fullmatch(pin):
+        raise ClientError(
+            f"the PIN is exactly 6 digits (the factory PIN is 000000), not {pin!r}; "
+            "nothing was sent to the device",
+            exit_code=2,
+        )
+    return pin
+
+
 class SmallBmsClient:
     """One connection to one smallbms; use as ``async with``.
 
@@ -172,7 +192,7 @@ class SmallBmsClient:
     ) -> None:
         self._device = device
         self._adapter = adapter
-        self._pin = pin
+        self._pin = None if pin is None else check_pin(pin)
         self._timeout = timeout
         self._client: BleakClient | None = None
         self._session: security.ClientSession | None = None
@@ -341,7 +361,7 @@ class SmallBmsClient:
     async def authenticate(self, pin: str | None = None) -> None:
         """Prove the PIN by challenge-response; raises ``WrongPin`` or ``NotAuthenticated``."""
         if pin is not None:
-            self._pin = pin
+            self._pin = check_pin(pin)
         if self._pin is None:
             raise NotAuthenticated(
                 f"this needs the device's PIN: give --pin or set ${PIN_ENV_VAR} "
@@ -541,7 +561,7 @@ class SmallBmsClient:
                                              "mode " + ("on" if on else "off"))
         elif name == "change_pin":
             new_pin = str(argument or "").strip()
-            if not re.fullmatch(r"[0-9]{6}", new_pin):
+            if not PIN_FORMAT.fullmatch(new_pin):
                 raise RejectedValue("change_pin needs the new PIN: exactly 6 digits",
                                     reason="pin must be 6 digits")
             result = await self._run_command(
@@ -578,8 +598,18 @@ class SmallBmsClient:
 
     # --- reading ------------------------------------------------------------------------------
     async def status(self) -> codec.StatusView:
-        """The status page (SOC, voltage, current, outputs and reasons, codes)."""
-        return _decoded(codec.decode_status, await self._read("status"), "status")
+        """The status page (SOC, voltage, current, outputs and reasons, codes), with the
+        battery source's own alarms (``source_notes``; () from a daemon that has none)."""
+        status = _decoded(codec.decode_status, await self._read("status"), "status")
+        return dataclasses.replace(status, source_notes=await self.source_notes())
+
+    async def source_notes(self) -> tuple[str, ...]:
+        """The battery source's own alarms and requests (a CAN BMS's, a shunt's): shown, never
+        obeyed by the BMS.  () from a daemon older than this characteristic."""
+        client = self._bleak()
+        if client.services.get_characteristic(profile.uuid_of("source_notes")) is None:
+            return ()
+        return codec.decode_source_notes(await self._read("source_notes"))
 
     async def watch(self) -> AsyncIterator[codec.StatusView]:
         """The status now, then every status the device notifies, until the link drops

@@ -109,6 +109,8 @@ def format_status(status: object) -> list[str]:
         lines.extend(f"{label:<20}{_describe(code)}" for code in _get(status, kind, ()) or ())
     if not any(_get(status, k, ()) for k in ("warnings", "alarms", "errors")):
         lines.append("Warnings/alarms     none")
+    lines.extend(f"Battery source says {note} (shown, not obeyed: the BMS's rules decide)"
+                 for note in _get(status, "source_notes", ()) or ())
     if _get(status, "charged_voltage_not_used", False):
         lines.append("Setting not used    charged_voltage does not fit this bank (3.40-3.60 V "
                      "per cell); 3.50 V per cell is used until it is set again")
@@ -223,7 +225,8 @@ def format_scan(results: Sequence[ScanResult]) -> list[str]:
     for r in results:
         lines.append(f"{r.address}  {r.name or '(no name)':<20} RSSI {r.rssi} dBm")
         if r.readout is not None:
-            figures = {k: v for k, v in r.readout.items() if k != "alarms"}
+            figures = {k: ("unknown" if k == "soc" and v is None else v)
+                       for k, v in r.readout.items() if k != "alarms"}
             lines.append("  readout: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
             raised = {k: v for k, v in (r.readout.get("alarms") or {}).items() if v != "ok"}
             if raised:
@@ -245,7 +248,7 @@ def status_line(status: object) -> str:
         _reason(c) for k in ("warnings", "alarms", "errors") for c in (_get(status, k, ()) or ())
     ]
     return (
-        f"soc={'--' if soc is None else f'{soc:.1f}'} "
+        f"soc={'unknown' if soc is None else f'{soc:.1f}'} "
         f"voltage={_num(_get(status, 'voltage'), '')} "
         f"current={_num(_get(status, 'current'), '')} "
         f"charge={_yes_no(_get(status, 'allowed_to_charge', False))} "

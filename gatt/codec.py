@@ -246,6 +246,8 @@ class StatusView:
     errors: tuple[Code, ...]
     # the stored charged voltage does not fit the detected bank: 3.50 V per cell is used
     charged_voltage_not_used: bool = False
+    # the battery source's own alarms (a separate characteristic, read by the client)
+    source_notes: tuple[str, ...] = ()
 
     @property
     def codes(self) -> tuple[Code, ...]:
@@ -333,11 +335,20 @@ def decode_status(data: BytesLike) -> StatusView:
 # --------------------------------------------------------------------------------------------
 # Battery Level (SIG 0x2A19)
 # --------------------------------------------------------------------------------------------
+# What a format without an "unknown" carries while the BMS does not know its SOC (never
+# synchronised nor set): the SIG Battery Level here and the instant readout (gatt/readout.py),
+# the same figure in both, so that no two outside views of one BMS disagree.  (ours) 100 %: what
+# a Victron battery monitor shows before its first synchronisation ("start synchronised"), and,
+# unlike 0 %, a value that cannot trip a phone's or an automation's low-battery action; the
+# LOAD and CHARGER outputs, not this figure, protect the battery.  Our own views (client,
+# JSON, GATT status, logs, MQTT) say "unknown".  docs/gatt-profile.md, docs/instant-readout.md.
+SOC_SENT_WHEN_UNKNOWN = 100.0
+
+
 def encode_battery_level(soc: float | None) -> bytes:
-    """SIG Battery Level: uint8 0-100 %.  The SIG format has no "unknown": an unknown SOC
-    reads 0, so a generic app shows an empty battery rather than a made-up figure."""
+    """SIG Battery Level: uint8 0-100 %; the format has no "unknown": SOC_SENT_WHEN_UNKNOWN."""
     if soc is None or not math.isfinite(soc):
-        return bytes([0])
+        soc = SOC_SENT_WHEN_UNKNOWN
     return bytes([max(0, min(100, round(soc)))])
 
 
@@ -823,6 +834,33 @@ def decode_keep_alive(data: BytesLike) -> int | None:
 # --------------------------------------------------------------------------------------------
 # Device information strings
 # --------------------------------------------------------------------------------------------
+SOURCE_NOTES_MAX = 180  # bytes: one read within a 185-byte ATT MTU (iOS default)
+
+
+def encode_source_notes(notes: tuple[str, ...]) -> bytes:
+    """The battery source's own alarms and requests, one per line; as many whole lines as fit
+    ``SOURCE_NOTES_MAX`` bytes, then a last line saying how many were left out."""
+    out: list[str] = []
+    size = 0
+    for i, note in enumerate(notes):
+        line = note.replace("\n", " ")
+        rest = len(notes) - i - 1
+        more = f"\n(+{rest} more)" if rest else ""
+        if size + len(line.encode()) + 1 + len(more.encode()) > SOURCE_NOTES_MAX:
+            out.append(f"(+{len(notes) - i} more)")
+            break
+        out.append(line)
+        size += len(line.encode()) + 1
+    raw = "\n".join(out).encode("utf-8")[:SOURCE_NOTES_MAX]
+    return raw.decode("utf-8", errors="ignore").encode("utf-8")  # no half character at the end
+
+
+def decode_source_notes(data: BytesLike) -> tuple[str, ...]:
+    """Inverse of ``encode_source_notes``: () when the source reports nothing."""
+    text = bytes(data).decode("utf-8", errors="replace")
+    return tuple(line for line in text.split("\n") if line)
+
+
 def encode_text(text: str) -> bytes:
     """A UTF-8 string characteristic (Device Information)."""
     return text.encode("utf-8")

@@ -182,6 +182,8 @@ SMALLBMS = Service(
                        _OPAQUE),
         Characteristic("control_point", smallbms_uuid(0x0007), "Control point",
                        Prop.WRITE | Prop.INDICATE, Access.PIN, _OPAQUE),
+        Characteristic("source_notes", smallbms_uuid(0x0008), "Battery source's own alarms",
+                       Prop.READ, Access.PIN, Presentation(FMT_UTF8)),
         _setting(0x0010, "charged_voltage", "Charged voltage (0 = auto)",
                  Presentation(FMT_UINT16, -2, UNIT_VOLT)),
         _setting(0x0011, "tail_current", "Tail current",

@@ -420,6 +420,8 @@ class BleService:
             return codec.encode_status(status)
         if key == "bank":
             return codec.encode_bank(status.bank)
+        if key == "source_notes":
+            return codec.encode_source_notes(status.source_notes)
         if key == "battery":
             batteries = status.bank.battery_list if status.bank is not None else ()
             return codec.encode_battery(self._battery_index, batteries)

@@ -218,6 +218,18 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def close_soon(close: Callable[[], object], name: str) -> None:
+    """Close a device without blocking the loop: a driver's close may write to the device
+    (slcan sends "C\\r") and a write to a port nobody reads can block.  Errors are ignored:
+    the device is gone either way."""
+
+    def target() -> None:
+        with contextlib.suppress(Exception):
+            close()
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+
+
 async def in_thread(work: Callable[[], None], name: str) -> None:
     """Run blocking ``work`` in a thread of its own and wait for it without blocking the loop.
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bms_daemon.core.types import BatteryReading
-from bms_daemon.sources.base import Feed, Quantity, Sample, in_thread
+from bms_daemon.sources.base import Feed, Quantity, Sample, close_soon, in_thread
 from bms_daemon.sources.config import Getter
 from bms_daemon.sources.spec import BatteryDescription, FeedConfig
 
@@ -337,7 +337,7 @@ class CanFeed(Feed):
             await in_thread(lambda: self._receive(bus, stop), f"can-{self.channel}")
         finally:
             stop.set()
-            bus.shutdown()
+            close_soon(bus.shutdown, f"can-close-{self.channel}")
 
     def _receive(self, bus: Any, stop: threading.Event) -> None:
         clock = self.clock

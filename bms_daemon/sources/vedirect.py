@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bms_daemon.sources.base import Feed, Quantity, Sample, in_thread
+from bms_daemon.sources.base import Feed, Quantity, Sample, close_soon, in_thread
 from bms_daemon.sources.config import Getter
 from bms_daemon.sources.spec import FeedConfig
 
@@ -218,7 +218,7 @@ class VeDirectFeed(Feed):
             await in_thread(lambda: self._receive(port, stop), f"vedirect-{self.name}")
         finally:
             stop.set()
-            port.close()
+            close_soon(port.close, f"vedirect-close-{self.name}")
 
     def _receive(self, port: Any, stop: threading.Event) -> None:
         clock = self.clock

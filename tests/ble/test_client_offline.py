@@ -5,6 +5,7 @@ These run in milliseconds (no bus); the behaviour over Bluetooth is in the other
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -155,6 +156,14 @@ def test_status_text_shows_what_the_manual_shows() -> None:
     assert "Allowed to charge   no (battery too cold)" in text
     assert "Allowed to discharge pre-alarm (low SOC)" in text
     assert "Warning             W-B07 Low SOC: " in text
+
+
+def test_status_text_shows_the_battery_sources_own_alarms() -> None:
+    quiet = "\n".join(format_status(_status()))
+    assert "Battery source says" not in quiet
+    noted = dataclasses.replace(_status(), source_notes=("alarm: battery low voltage",))
+    text = "\n".join(format_status(noted))
+    assert "Battery source says alarm: battery low voltage (shown, not obeyed" in text
 
 
 def test_status_json_is_plain_json() -> None:

@@ -226,6 +226,7 @@ def test_every_readable_characteristic_reads_and_decodes(bms: DaemonUnderTest) -
         "auth": security.decode_challenge,
         "status": codec.decode_status, "bank": codec.decode_bank,
         "battery": codec.decode_battery, "history": codec.decode_history,
+        "source_notes": codec.decode_source_notes,
         **{key: codec.SETTING_CODECS[name].decode
            for name, key in profile.SETTING_KEYS.items()},
         **{key: (lambda d, f=fmt, s=scale: codec.decode_vereg(f, s, d))

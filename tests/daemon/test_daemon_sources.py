@@ -27,6 +27,19 @@ def can_table(channel: Path, name: str = "source") -> str:
             'bitrate = 500000\noptions = { sleep_after_open = 0 }\nmax_age = "1s"\n' + PACK)
 
 
+def stopped(daemon: DaemonProcess) -> int:
+    """SIGTERM and the exit status; on a timeout, the daemon's last lines say where it was."""
+    try:
+        return daemon.terminate()
+    except subprocess.TimeoutExpired:
+        while not daemon.lines.empty():
+            line = daemon.lines.get_nowait()
+            if line is not None:
+                daemon.raw.append(line)
+        raise AssertionError("the daemon did not stop within 30 s after SIGTERM; its last "
+                             "lines:\n" + "".join(daemon.raw[-40:])) from None
+
+
 def config(tmp_path: Path, source: str) -> Path:
     path = tmp_path / "real.toml"
     path.write_text(
@@ -88,7 +101,7 @@ def test_can_bms_pre_alarm_under_voltage_then_silence_w_b05_a_b05(
     finally:
         bms.stop()
         link.unplug()
-    assert daemon.terminate() == 0
+    assert stopped(daemon) == 0
 
 
 def test_the_adapter_unplugged_and_plugged_back_in(start_daemon: Any, tmp_path: Path) -> None:
@@ -114,7 +127,7 @@ def test_the_adapter_unplugged_and_plugged_back_in(start_daemon: Any, tmp_path: 
         link.unplug()
     unavailable = [e for e in daemon.log if e.get("event") == "source_unavailable"]
     assert len({e["problem"] for e in unavailable}) == len(unavailable)  # each said once
-    assert daemon.terminate() == 0
+    assert stopped(daemon) == 0
 
 
 def test_combined_can_cells_and_vedirect_current_shunt_garbage_and_silence(
@@ -153,7 +166,7 @@ def test_combined_can_cells_and_vedirect_current_shunt_garbage_and_silence(
         link.unplug()
     drops = [e for e in daemon.log if e.get("event") == "source_input_dropped"]
     assert len(drops) == len({e["reason"] for e in drops})  # once per kind, then counted
-    assert daemon.terminate() == 0
+    assert stopped(daemon) == 0
 
 
 def test_source_check_shows_what_the_bms_would_see(tmp_path: Path) -> None:

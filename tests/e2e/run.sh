@@ -19,7 +19,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${E2E_CACHE:-$REPO/.cache/e2e}
 VENV=${E2E_VENV:-$REPO/.venv}
-CASES=${E2E_CASES:-probe,daemon,gpio}
+CASES=${E2E_CASES:-probe,daemon,gpio,can}
 # Bounds, in seconds.  Generous because the machine's 2 cores are shared (TCG guests are CPU
 # bound), bounded so that a hung guest cannot stall CI: a warm run takes about a minute.
 BOOT_TIMEOUT=${E2E_TIMEOUT:-480}     # each qemu, boot to power-off
@@ -49,7 +49,6 @@ case.  Exit status 0 = every check passed, 1 = a check failed, 2 = the harness i
                            outputs, remote input, SIGKILL and SIGTERM leave the lines released
                    can     the daemon reading a CAN-bus BMS over SocketCAN (vcan0): pre-alarm,
                            LOAD 30 s later, then the sender stops: W-B05, A-B05
-                           (not in the default list: run it with --cases can)
                    victron the daemon hearing a Victron battery over real BlueZ on the adapter
                            it advertises on (not in the default list: --cases victron)
 

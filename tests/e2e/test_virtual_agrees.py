@@ -83,3 +83,48 @@ async def test_pairing_with_no_agent_is_refused_like_real_bluez(virtual_bus: obj
         assert reply.error_name == "org.bluez.Error.AuthenticationFailed"
     finally:
         bus.disconnect()
+
+
+async def test_an_unpaired_subscription_is_answered_like_real_bluez(virtual_bus: object) -> None:
+    """The e2e ccc case's application, on the virtual bus: an unpaired central may subscribe
+    to encrypt-read + notify, not to encrypt-notify (issue 16, finding 2)."""
+    from bleak import BleakClient  # noqa: PLC0415
+    from ccc_periph import CHARS, ROOT, App, Characteristic, Service  # noqa: PLC0415
+    from real_bluez import CCC_UNPAIRED  # noqa: PLC0415
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        events: list[str] = []
+        chars = [Characteristic(name, f"{ROOT}/service0/char{i}", events)
+                 for i, name in enumerate(CHARS)]
+        for ch in chars:
+            bus.export(ch.path, ch)
+        bus.export(ROOT + "/service0", Service())
+        bus.export(ROOT, App(chars))
+        reply = await bus.call(Message(destination="org.bluez", path="/org/bluez/hci0",
+                                       interface="org.bluez.GattManager1",
+                                       member="RegisterApplication", signature="oa{sv}",
+                                       body=[ROOT, {}]))
+        assert reply is not None
+        assert reply.message_type == MessageType.METHOD_RETURN
+        await register(bus, "hci0", "/e2e/ccc/adv",
+                       Advertisement(service_uuids=[], manufacturer_data={}, local_name="ccc"))
+        address = (await _first("ccc")).address
+        async with BleakClient(address, bluez={"adapter": "hci1"}, timeout=10.0) as client:
+            for name, (uuid, _flags, _acq) in CHARS.items():
+                try:
+                    await client.start_notify(uuid, lambda _c, _d: None)
+                    outcome = "subscribed"
+                except Exception as exc:
+                    outcome = f"refused: {exc}"
+                assert outcome.startswith(CCC_UNPAIRED[name]), (name, outcome)
+    finally:
+        bus.disconnect()
+
+
+async def _first(name: str) -> BLEDevice:
+    async with asyncio.timeout(SCAN_TIMEOUT_S), BleakScanner(bluez={"adapter": "hci1"}) as sc:
+        async for found, adv in sc.advertisement_data():
+            if adv.local_name == name:
+                return found
+    raise AssertionError("no advertisement")  # pragma: no cover

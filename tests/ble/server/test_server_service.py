@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from bms_daemon.core.settings import Settings
+from bms_daemon.device import NotSavedError
 from bms_daemon.store import MemoryStore
 from gatt import codec, profile, security
 from gatt.broadcaster import ReadoutBroadcaster
@@ -155,6 +157,27 @@ async def test_status_bank_and_history_read_what_the_bms_reports() -> None:
         assert bank is not None
         assert (bank.series, bank.parallel, bank.batteries) == (2, 2, 4)
         assert codec.decode_history(rig.read("history")).charge_cycles == 7
+
+
+async def test_the_battery_sources_own_alarms_are_readable_with_a_pin() -> None:
+    notes = ("alarm: battery low voltage", "request: charge not allowed")
+    async with running(FakeDevice(sample_status(source_notes=notes))) as rig:
+        with att(profile.ATT_INSUFFICIENT_AUTHORIZATION):
+            rig.read("source_notes")
+        rig.login()
+        assert codec.decode_source_notes(rig.read("source_notes")) == notes
+    async with running() as rig:
+        rig.login()
+        assert codec.decode_source_notes(rig.read("source_notes")) == ()
+
+
+def test_source_notes_that_do_not_fit_one_read_say_how_many_were_left_out() -> None:
+    notes = tuple(f"alarm: flag number {i} of a chatty BMS" for i in range(12))
+    data = codec.encode_source_notes(notes)
+    assert len(data) <= codec.SOURCE_NOTES_MAX
+    decoded = codec.decode_source_notes(data)
+    assert decoded[:-1] == notes[: len(decoded) - 1]
+    assert decoded[-1] == f"(+{len(notes) - len(decoded) + 1} more)"
 
 
 async def test_every_battery_and_every_cell_can_be_read_one_by_one() -> None:
@@ -614,3 +637,24 @@ async def test_a_flood_of_refused_writes_is_logged_first_then_summarised() -> No
         assert any(e["event"] == "ble_auth_refused" for e in logs)
         summary = next(e for e in logs if e["event"] == "ble_events_not_logged")
         assert summary["count"] == 500 - len(refused)
+
+
+class FullDiskDevice(FakeDevice):
+    """The daemon's controller on a full or read-only disk: in force, not saved."""
+
+    def set_setting(self, name: str, value: object) -> Settings:
+        super().set_setting(name, value)
+        raise NotSavedError("not saved (No space left on device); the change is lost at the "
+                            "next restart")
+
+
+async def test_a_full_disk_is_answered_not_saved_never_set() -> None:
+    async with running(FullDiskDevice()) as rig:
+        s = rig.login()
+        with att(profile.ATT_NOT_SAVED):
+            s.set("tail_current", 6.0)
+        explained = unmasked(rig.server.notified[-1][1], s.key)
+        assert "not saved" in explained.message
+        result = s.command(codec.encode_command(codec.OP_MODE, b"\x00"))
+        assert result.result == codec.RESULT_FAILED
+        assert "not saved" in result.message

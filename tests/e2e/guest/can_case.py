@@ -62,7 +62,11 @@ PREALARM_LEAD_S = 30.0
 REACT_S = 20.0  # TCG and shared cores: generous bounds on reactions that take one 0.5 s step
 COMMS_S = 90.0  # W-B05 after 5 s, A-B05 after 20 s of silence, plus the source's 3 s max_age
 POLL_S = 0.1
-CLOCK_TOLERANCE_S = 0.01  # file times (wall clock) against the daemon's monotonic 30 s
+# The daemon counts the 30 s from the control step that raised PRE-ALARM, read on its clock at
+# the start of that step; the pin follows when the step has run: a millisecond on a Pi, up to a
+# few hundred under TCG on shared cores (29.9 s seen on the pins once in four runs).  The check
+# allows that much, no more; the measured lead is reported as a fact.
+CLOCK_TOLERANCE_S = 0.25
 
 
 class Bms:
