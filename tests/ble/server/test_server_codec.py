@@ -349,10 +349,12 @@ def test_a_diy_pack_reads_as_custom_and_old_clients_see_unknown() -> None:
     data = codec.encode_bank(bank)
     assert data[2] == 0  # model code "unknown" for clients that predate BANK_CUSTOM
     got = codec.decode_bank(data)
-    assert got is not None and got.model == "custom (16 cells, 280 Ah)"
+    assert got is not None
+    assert got.model == "custom (16 cells, 280 Ah)"
     assert (got.cells, got.capacity_ah) == (32, 560.0)
     battery = BatteryStatus("G1", "Garage pack", 280.0, "", 53.0, 1.0, 20.0, (3.3,) * 16)
     record = codec.decode_battery(codec.encode_battery(0, (battery, battery)))
-    assert record.battery is not None and record.battery.model == ""
+    assert record.battery is not None
+    assert record.battery.model == ""
     full = codec.with_batteries(got, (record.battery,) * 2)
     assert [b.model for b in full.battery_list] == ["custom (16 cells, 280 Ah)"] * 2
