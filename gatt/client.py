@@ -661,7 +661,7 @@ class SmallBmsClient:
         if summary is None:
             return None
         batteries = [await self.battery(index) for index in range(summary.batteries)]
-        return dataclasses.replace(summary, battery_list=tuple(batteries))
+        return codec.with_batteries(summary, batteries)
 
     async def battery(self, index: int) -> BatteryStatus:
         """One battery (0-based) with its cell voltages.  The selection is shared by every
