@@ -38,6 +38,8 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("float-outputs", "bms_daemon.floatcmd", "release every output of a stopped daemon"),
     ("reset-pin", "bms_daemon.state.resetpin",
      "set a new Bluetooth PIN (a lost or forgotten PIN; restart the daemon after)"),
+    ("install-service", "bms_daemon.install.command",
+     "write the systemd unit and the example configuration (/etc)"),
 )
 
 

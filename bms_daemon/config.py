@@ -37,6 +37,7 @@ from bms_daemon.gpio.base import (
 )
 from bms_daemon.mqtt import config as mqtt_config
 from bms_daemon.mqtt.config import MqttConfig
+from bms_daemon.ui.toml_errors import explain as explain_toml
 
 RATE_HZ_RANGE = (0.2, 20.0)  # slower misses the 5 s comms timeout margin; faster only burns CPU
 SAVE_INTERVAL_RANGE_S = (5.0, 3600.0)  # bounded SD-card wear vs. SOC lost on a power cut
@@ -111,6 +112,16 @@ class Config:
             return candidate
         return Path.cwd() / "state"
 
+    def state_directory_origin(self, env: Mapping[str, str] | None = None) -> str:
+        """Why ``state_directory()`` is what it is, for commands that say which one they used."""
+        environ = os.environ if env is None else env
+        if self.bms.state_directory:
+            return f"[bms] state_directory of {self.origin}"
+        if environ.get("STATE_DIRECTORY", ""):
+            return "$STATE_DIRECTORY"
+        return (f"{self.origin} sets no [bms] state_directory: this user's default; a systemd "
+                "service keeps its own in /var/lib/smallbms")
+
     def seed_settings(self) -> Settings:
         """The settings of a first start: defaults overlaid with the ``[settings]`` seeds."""
         return Settings().with_values(self.settings)
@@ -150,7 +161,7 @@ def parse(text: str, origin: str = "<string>") -> Config:
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{origin}: invalid TOML: {explain_toml(exc, text)}") from None
     return from_table(table, origin)
 
 
@@ -271,6 +282,12 @@ def _build(user: Mapping[str, Any], defaults: dict[str, Any], origin: str) -> Co
         ),
     )
 
+    # The embedded [source] describes the demo bank; a file that names its own source type
+    # describes its source whole (the demo's keys would be unknown to another type, and would
+    # turn a plain simulated bank into the demo's day).
+    user_source = user.get("source")
+    if isinstance(user_source, dict) and "type" in user_source:
+        table["source"] = dict(user_source)
     source = dict(table["source"])
     source_type = source.get("type")
     if not isinstance(source_type, str) or not source_type:

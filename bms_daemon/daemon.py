@@ -45,6 +45,7 @@ from bms_daemon.config import (
     EXIT_BAD_CONFIG,
     Config,
     ConfigError,
+    check_source,
     source_factory,
     source_message,
     summary,
@@ -135,6 +136,7 @@ class Daemon:
         self.controller = Controller(bms, clock, on_change=self.persister.request,
                                      save_settings=self.settings_file.save)
         self.ble_runner = ble
+        self.demo_speed: float | None = None  # set with a demo clock (sources/demo.py)
         self.ble_service: Any = None  # set by the BLE runner: has .advertising / .connected
         self.mqtt: MqttRunner | None = None  # set by build() when [mqtt] is enabled
         self.ready = asyncio.Event()
@@ -237,11 +239,12 @@ class Daemon:
                 log.info("settings_all_used")
             seen.setting_problems = status.setting_problems
         if seen.status_logged_at is None or now - seen.status_logged_at >= STATUS_LOG_INTERVAL_S:
+            demo = {"demo_speed": self.demo_speed} if self.demo_speed else {}
             log.info("status", soc=_soc(status.soc), voltage=_round(status.voltage, 2),
-                     current=_round(status.current, 2), ttg_min=_round(status.ttg_min, 0))
+                     current=_round(status.current, 2), ttg_min=_round(status.ttg_min, 0), **demo)
             seen.status_logged_at = now
 
-        text = status_line(status, driven)
+        text = status_line(status, driven, self.demo_speed)
         if text != seen.notify_status:
             systemd.notify(f"STATUS={text}")
             seen.notify_status = text
@@ -393,10 +396,11 @@ def _soc(soc: float | None) -> str:
     return "unknown" if soc is None else f"{soc:.1f}%"
 
 
-def status_line(status: Status, driven: Outputs) -> str:
-    """The one line shown by ``systemctl status smallbms``."""
+def status_line(status: Status, driven: Outputs, demo_speed: float | None = None) -> str:
+    """The one line shown by ``systemctl status smallbms`` (marked when time runs fast)."""
     soc = "unknown" if status.soc is None else f"{status.soc:.0f}%"
-    parts = [
+    parts = [f"DEMO {demo_speed:g}x real time"] if demo_speed else []
+    parts += [
         f"SOC {soc}",
         f"load {'on' if driven.load else 'off'}",
         f"charger {'on' if driven.charger else 'off'}",
@@ -434,7 +438,9 @@ def open_gpio(config: Config, state_directory: Path) -> OutputDriver:
     return OutputDriver(port)
 
 
-def build(config: Config, state_directory: Path) -> Daemon:
+def build(
+    config: Config, state_directory: Path, *, clock: Callable[[], float] = time.monotonic
+) -> Daemon:
     """Wire everything from a validated config (raises ConfigError for a bad [source])."""
     factory = source_factory()
     if factory is None:
@@ -450,6 +456,10 @@ def build(config: Config, state_directory: Path) -> Daemon:
         log.info("removed_interrupted_saves", files=leftovers)
     restored = load_bms(config, store)
     restored.bms.set_comms_delays(*comms)
+    initial_soc = getattr(source, "initial_soc", None)  # a simulated bank with known_soc
+    if restored.counters is None and initial_soc is not None:
+        restored.bms.command("set_soc", round(initial_soc, 1), clock())
+        log.info("soc_known_at_start", soc=_soc(restored.bms.status.soc), why="[source] known_soc")
     driver = open_gpio(config, state_directory)
     daemon = Daemon(
         bms=restored.bms,
@@ -458,6 +468,7 @@ def build(config: Config, state_directory: Path) -> Daemon:
         store=store,
         rate_hz=config.bms.rate_hz,
         save_interval_s=config.bms.save_interval_s,
+        clock=clock,
     )
     daemon.persister.mark_saved(restored.counters)
     daemon.settings_file.pin_lost = restored.pin_lost
@@ -476,7 +487,7 @@ def build(config: Config, state_directory: Path) -> Daemon:
 def _mqtt_service(config: Config, store: Store, controller: Controller) -> MqttRunner | None:
     """The MQTT task, or None (logged) when the client library is not installed."""
     from bms_daemon.mqtt import config as mqtt_config  # noqa: PLC0415
-    from bms_daemon.mqtt.identity import device_serial  # noqa: PLC0415
+    from bms_daemon.state.identity import device_serial  # noqa: PLC0415
 
     if not mqtt_config.available():
         log.error("mqtt_unavailable", problem="[mqtt] enabled = true but the MQTT client is "
@@ -521,6 +532,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="override [bms] state_directory")
     parser.add_argument("--no-ble", action="store_true",
                         help="do not start Bluetooth (same as [ble] enabled = false)")
+    parser.add_argument("--demo-speed", type=float, metavar="N",
+                        help="demonstrations: run the simulated bank's day N times faster than "
+                             "real time (at most 120 at 2 Hz); marked in the logs and the "
+                             "status line; refused with any other source")
     parser.epilog = (
         f"Exit status: 0 after a clean stop, {EXIT_FAILURE} on a failure, {EXIT_BAD_CONFIG} for a "
         f"bad configuration, {EXIT_STATE_BUSY} when another smallbms already runs on the same "
@@ -548,6 +563,15 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"smallbms: error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    # the whole file, [source] included, before anything is logged as started or created
+    problem = check_source(config)
+    if problem is None and args.demo_speed is not None:
+        from bms_daemon.sources.demo import check_demo_speed  # noqa: PLC0415 (demos only)
+
+        problem = check_demo_speed(args.demo_speed, config.bms.rate_hz, config.source.get("type"))
+    if problem:
+        print(f"smallbms: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     if args.state_directory is not None:
         config = replace(config, bms=replace(config.bms, state_directory=str(args.state_directory)))
     if args.no_ble:
@@ -555,6 +579,14 @@ def main(args: argparse.Namespace) -> int:
     smallbms_logging.configure(config.logging.level, config.logging.format)
     state_directory = config.state_directory()
     log.info("starting", config=config.origin, pid=os.getpid())
+    clock: Callable[[], float] = time.monotonic
+    if args.demo_speed is not None:
+        from bms_daemon.sources.demo import demo_clock  # noqa: PLC0415 (demos only)
+
+        clock = demo_clock(args.demo_speed)
+        log.warning("demo_speed", speed=args.demo_speed,
+                    meaning=f"simulated time runs {args.demo_speed:g}x faster than real time: "
+                            "a demonstration, not a battery")
     problem = prepare_state_directory(state_directory)
     lock = StateLock(state_directory)
     if not problem:
@@ -571,16 +603,23 @@ def main(args: argparse.Namespace) -> int:
         log.error("state_directory_unusable", directory=str(state_directory), problem=problem,
                   action="running; settings, SOC and history will not survive a restart")
     try:
-        return _build_and_run(config, state_directory, early_stop)
+        return _build_and_run(config, state_directory, early_stop, clock, args.demo_speed)
     finally:
         lock.release()
 
 
-def _build_and_run(config: Config, state_directory: Path, early_stop: list[int]) -> int:
+def _build_and_run(
+    config: Config,
+    state_directory: Path,
+    early_stop: list[int],
+    clock: Callable[[], float] = time.monotonic,
+    demo_speed: float | None = None,
+) -> int:
     for line in summary(config).splitlines():
         log.info("config", detail=line.strip())
     try:
-        daemon = build(config, state_directory)
+        daemon = build(config, state_directory, clock=clock)
+        daemon.demo_speed = demo_speed
     except ConfigError as exc:
         print(f"smallbms: error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG

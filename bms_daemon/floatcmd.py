@@ -56,5 +56,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         lock.release()
     names = ", ".join(config.gpio.outputs())
-    print(f"outputs floating ({config.gpio.backend} backend): {names}")
+    where = f", state directory {state_directory}" if config.gpio.backend == "memory" else ""
+    print(f"outputs floating ({config.gpio.backend} backend{where}): {names}")
     return 0

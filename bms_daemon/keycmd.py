@@ -44,9 +44,10 @@ def main(args: argparse.Namespace) -> int:
     from bms_daemon.store import FileStore  # noqa: PLC0415  (keep `smallbms --help` light)
     from gatt.readout_keys import DOCUMENT, key_from_document  # noqa: PLC0415
 
-    directory = _state_directory(args)
-    if directory is None:
+    found = _state_directory(args)
+    if found is None:
         return EXIT_BAD_CONFIG
+    directory, origin = found
     store = FileStore(directory)
     path = store.path(DOCUMENT)
     try:
@@ -54,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
         # command only reads
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        _error(f"no instant-readout key in {directory}: the daemon creates it when its "
+        _error(f"no instant-readout key in {directory} ({origin}): the daemon creates it when its "
                "Bluetooth side first starts. If the daemon runs elsewhere (e.g. as a systemd "
                "service), give its --config or --state-directory.")
         return EXIT_NO_KEY
@@ -74,19 +75,24 @@ def main(args: argparse.Namespace) -> int:
                "next start (the old file is kept aside)")
         return EXIT_NO_KEY
     print(key.hex())
+    # which daemon's key this is: the trap is another daemon's (Home Assistant: "key does not
+    # match"); on stderr, so that `$(smallbms key)` stays the key alone
+    _error(f"read from {path} ({origin})")
     return 0
 
 
-def _state_directory(args: argparse.Namespace) -> Path | None:
+def _state_directory(args: argparse.Namespace) -> tuple[Path, str] | None:
+    """The directory and why it is that one; None (after saying why) for a bad config."""
     if args.state_dir is not None:
-        return Path(args.state_dir).expanduser()
+        return Path(args.state_dir).expanduser(), "--state-directory"
     from bms_daemon import config  # noqa: PLC0415
 
     try:
-        return config.load(args.config).state_directory()
+        loaded = config.load(args.config)
     except config.ConfigError as exc:
         _error(str(exc))
         return None
+    return loaded.state_directory(), loaded.state_directory_origin()
 
 
 def _error(message: str) -> None:

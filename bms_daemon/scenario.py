@@ -32,6 +32,7 @@ from bms_daemon.sources.config import (
     SimulatedBankConfig,
     parse_duration,
 )
+from bms_daemon.ui.toml_errors import explain as explain_toml
 
 MAX_REPEAT = 10_000
 MAX_CURRENT_A = 10_000.0  # a load or charger current above this is surely a typo
@@ -110,7 +111,7 @@ def parse_scenario(text: str, origin: str = "<scenario>") -> Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{origin}: not valid TOML: {exc}") from None
+        raise ScenarioError(f"{origin}: not valid TOML: {explain_toml(exc, text)}") from None
     lines = _Lines(text, origin)
     for key in data:
         if key not in _TABLES:
@@ -138,6 +139,10 @@ def parse_scenario(text: str, origin: str = "<scenario>") -> Scenario:
         )
     except ValueError as exc:
         raise lines.error_for_message("bank", str(exc), bank_table) from None
+    for daemon_only in ("profile", "start"):  # the daemon's day; scenarios have [[step]]s
+        if daemon_only in bank_table:
+            raise lines.error("bank", None, "is for the daemon's [source]; a scenario sets "
+                              "loads and the charger in each [[step]]", daemon_only)
     known_soc = bank_table.get("known_soc", KNOWN_SOC_DEFAULT)
     if not isinstance(known_soc, bool):
         raise lines.error("bank", None, f"must be true or false, not {known_soc!r}", "known_soc")

@@ -20,17 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bms_daemon.config import BmsConfig
 from bms_daemon.core.bms import Bms
 from bms_daemon.core.settings import SettingError
 from bms_daemon.core.types import Inputs, Status
 from bms_daemon.scenario import Scenario, ScenarioError, Step, load_scenario
 from bms_daemon.sources.simulated import SimulatedBank
+from bms_daemon.ui.progress import Progress
 
 DEFAULT_EVERY_S = 60.0
 DEFAULT_DT_S = 1.0
+DAEMON_RATE_HZ = BmsConfig().rate_hz  # the daemon's default control loop rate, for --help
 MAX_DT_S = 60.0  # coarser ticks would blur the 5 s comms and 30 s pre-alarm rules
 PLOT_POINTS = 4000  # samples kept for --plot, spread over the run (plus every change)
 ROUND = 4  # decimals kept in the JSON lines
+PROGRESS_EVERY_MASK = 0x3FF  # the progress callback runs every 1024 steps (and it is cheap)
 
 Sink = Callable[[dict[str, Any]], None]
 
@@ -47,6 +51,10 @@ class Sample:
     load: bool
     charger: bool
     prealarm: bool
+    min_cell: float | None = None
+    max_cell: float | None = None
+    codes: tuple[str, ...] = ()  # active warnings, alarms and errors, e.g. ("W-B07",)
+    synchronisations: int = 0  # the history counter: a rise marks a synchronisation
 
 
 @dataclass(slots=True)
@@ -82,8 +90,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dt", type=float, default=DEFAULT_DT_S, metavar="SECONDS",
-        help=f"simulated seconds per control step (default {DEFAULT_DT_S:g}; the daemon's rate "
-        f"is 1 s; at most {MAX_DT_S:g})",
+        help=f"simulated seconds per control step (default {DEFAULT_DT_S:g}, at most "
+        f"{MAX_DT_S:g}; the daemon steps every {1 / DAEMON_RATE_HZ:g} s, [bms] rate_hz = "
+        f"{DAEMON_RATE_HZ:g})",
     )
     parser.add_argument(
         "--plot", type=Path, metavar="FILE.png",
@@ -117,9 +126,12 @@ def main(args: argparse.Namespace) -> int:
     def emit(line: dict[str, Any]) -> None:
         out.write(json.dumps(line) + "\n")
 
+    progress = Progress(scenario.duration, _rounded, sys.stderr, label="smallbms simulate")
     try:
-        result = run_scenario(scenario, dt=dt, every=every, sink=emit, keep_samples=bool(plot_path))
+        result = run_scenario(scenario, dt=dt, every=every, sink=emit,
+                              keep_samples=bool(plot_path), progress=progress.update)
     except ScenarioError as exc:
+        progress.finish()
         return _fail(str(exc))
     except BrokenPipeError:  # `| head`: the reader has seen enough
         sys.stderr.close()
@@ -128,10 +140,14 @@ def main(args: argparse.Namespace) -> int:
     if plot_path is not None:
         from bms_daemon.plot import PlotError, plot_run  # noqa: PLC0415
 
+        progress.show(f"smallbms simulate: drawing {plot_path}")
         try:
-            plot_run(result.samples, plot_path, title=scenario.description or str(args.scenario))
+            plot_run(result.samples, plot_path, title=scenario.description or str(args.scenario),
+                     settings=result.bms.settings)
         except PlotError as exc:
+            progress.finish()
             return _fail(str(exc))
+    progress.finish()
     speed = result.simulated_s / result.wall_s if result.wall_s > 0 else math.inf
     print(
         f"smallbms simulate: {_human(result.simulated_s)} simulated in {result.wall_s:.2f} s "
@@ -148,6 +164,7 @@ def run_scenario(
     every: float = DEFAULT_EVERY_S,
     sink: Sink,
     keep_samples: bool = False,
+    progress: Callable[[float], None] | None = None,
 ) -> RunResult:
     """Run the scenario, calling ``sink`` with each output line; raises ScenarioError when the
     core rejects something the scenario asks (e.g. its initial SOC)."""
@@ -192,6 +209,8 @@ def run_scenario(
                 status = bms_step(read(t), inputs, t)
                 apply(status.outputs)
                 consider(t, status, step)
+                if progress is not None and not i & PROGRESS_EVERY_MASK:
+                    progress(t)
             ticks += count
             start = end
     emitter.finish(start, status, scenario.steps[-1])
@@ -261,9 +280,13 @@ class _Emitter:
 
     def _sample(self, t: float, status: Status) -> None:
         o = status.outputs
+        b = status.bank
         self.samples.append(
             Sample(t, status.soc, self.bank.true_soc, status.voltage, status.current,
-                   o.load, o.charger, o.prealarm)
+                   o.load, o.charger, o.prealarm,
+                   b.min_cell_voltage if b else None, b.max_cell_voltage if b else None,
+                   tuple(c.value for c in status.codes),
+                   self.bms.history().synchronisations)
         )
         self._next_sample = t + self.sample_every
 
@@ -323,6 +346,15 @@ def _human(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:g} h"
     return f"{seconds:g} s"
+
+
+def _rounded(seconds: float) -> str:
+    """Simulated time for the progress line: "3.2 d", "5.5 h", "40 s"."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:.0f} s"
 
 
 def _fail(message: str) -> int:

@@ -72,6 +72,7 @@ __all__ = [
     "COMMANDS",
     "CONNECT_TIMEOUT_DEFAULT",
     "PIN_ENV_VAR",
+    "PIN_FORMAT",
     "SCAN_TIMEOUT_DEFAULT",
     "ClientError",
     "DeviceNotFound",
@@ -84,6 +85,7 @@ __all__ = [
     "ScanResult",
     "SmallBmsClient",
     "WrongPin",
+    "check_pin",
     "default_adapter",
     "find_device",
     "scan",
@@ -153,6 +155,24 @@ _BOOL_WORDS = {"on": True, "off": False, "true": True, "false": False, "1": True
 _AUTO_WORDS = {"auto", "default", "none", "0"}
 
 
+PIN_FORMAT = re.compile(r"[0-9]{6}")  # what the device's PIN is: exactly 6 digits
+
+
+def check_pin(pin: str) -> str:
+    """``pin`` if it has the PIN's form (6 digits); else ``ClientError`` (exit status 2).
+
+    Checked before anything is sent: a malformed PIN can never be right, and sending it would
+    only count as one more wrong answer against the device's lock-out.
+    """
+    if not PIN_FORMAT.fullmatch(pin):
+        raise ClientError(
+            f"the PIN is exactly 6 digits (the factory PIN is 000000), not {pin!r}; "
+            "nothing was sent to the device",
+            exit_code=2,
+        )
+    return pin
+
+
 class SmallBmsClient:
     """One connection to one smallbms; use as ``async with``.
 
@@ -172,7 +192,7 @@ class SmallBmsClient:
     ) -> None:
         self._device = device
         self._adapter = adapter
-        self._pin = pin
+        self._pin = None if pin is None else check_pin(pin)
         self._timeout = timeout
         self._client: BleakClient | None = None
         self._session: security.ClientSession | None = None
@@ -341,7 +361,7 @@ class SmallBmsClient:
     async def authenticate(self, pin: str | None = None) -> None:
         """Prove the PIN by challenge-response; raises ``WrongPin`` or ``NotAuthenticated``."""
         if pin is not None:
-            self._pin = pin
+            self._pin = check_pin(pin)
         if self._pin is None:
             raise NotAuthenticated(
                 f"this needs the device's PIN: give --pin or set ${PIN_ENV_VAR} "
@@ -541,7 +561,7 @@ class SmallBmsClient:
                                              "mode " + ("on" if on else "off"))
         elif name == "change_pin":
             new_pin = str(argument or "").strip()
-            if not re.fullmatch(r"[0-9]{6}", new_pin):
+            if not PIN_FORMAT.fullmatch(new_pin):
                 raise RejectedValue("change_pin needs the new PIN: exactly 6 digits",
                                     reason="pin must be 6 digits")
             result = await self._run_command(
@@ -641,7 +661,7 @@ class SmallBmsClient:
         if summary is None:
             return None
         batteries = [await self.battery(index) for index in range(summary.batteries)]
-        return dataclasses.replace(summary, battery_list=tuple(batteries))
+        return codec.with_batteries(summary, batteries)
 
     async def battery(self, index: int) -> BatteryStatus:
         """One battery (0-based) with its cell voltages.  The selection is shared by every

@@ -89,18 +89,25 @@ def _connection_options(default: object) -> argparse.ArgumentParser:
     return common
 
 
+def _json_option(default: object) -> argparse.ArgumentParser:
+    """--json; accepted before or after the subcommand, like the connection options."""
+    option = argparse.ArgumentParser(add_help=False, argument_default=default)
+    option.add_argument("--json", action="store_true", default=default,
+                        help="print JSON instead of text (one object per line for watch)")
+    return option
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``smallbms-client`` parser: global connection options and one subcommand each."""
     common = _connection_options(argparse.SUPPRESS)
-    json_opt = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    json_opt.add_argument("--json", action="store_true", help="print JSON instead of text")
+    json_opt = _json_option(argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="smallbms-client",
         description="Read and configure a smallbms BMS over Bluetooth Low Energy.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[_connection_options(None)],
+        parents=[_connection_options(None), _json_option(False)],
     )
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
 
@@ -133,12 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("history", "show the history counters", json_opt)
     p = add("get", "show all settings, or one", json_opt)
     p.add_argument("name", nargs="?", metavar="NAME", help="a setting's name, e.g. discharge_floor")
-    p = add("set", "change one setting (validated by the device)")
+    p = add("set", "change one setting (validated by the device)", json_opt)
     p.add_argument("name", metavar="NAME", help="a setting's name, e.g. discharge_floor")
     p.add_argument("value", metavar="VALUE", help="the new value, e.g. 15, 14.2, on, off")
     p = add(
         "command",
         "run a command: " + ", ".join(COMMANDS),
+        json_opt,
     )
     p.add_argument("name", metavar="NAME", choices=(*COMMANDS, "sync"), help="the command")
     p.add_argument(
@@ -201,10 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     import asyncio  # noqa: PLC0415 (the rest only when a command runs: `--help` stays fast)
 
+    from gatt.client import check_pin  # noqa: PLC0415
     from gatt.client_commands import run  # noqa: PLC0415
     from gatt.client_errors import ClientError  # noqa: PLC0415
 
     try:
+        if args.subcommand != "scan":
+            pin = args.pin if args.pin is not None else os.environ.get(PIN_ENV_VAR)
+            args.pin = None if pin is None else check_pin(pin)  # before any Bluetooth traffic
         return asyncio.run(run(args))
     except ClientError as exc:
         print(f"smallbms-client: {exc}", file=sys.stderr)

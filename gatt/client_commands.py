@@ -8,14 +8,12 @@ only when a command runs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 
 from gatt import readout
 from gatt.client import (
-    PIN_ENV_VAR,
     ClientError,
     SmallBmsClient,
     default_adapter,
@@ -75,14 +73,12 @@ async def _cmd_get(client: SmallBmsClient, args: argparse.Namespace) -> int:
 async def _cmd_set(client: SmallBmsClient, args: argparse.Namespace) -> int:
     values = await client.set_setting(args.name, args.value)
     shown = {args.name: values.get(args.name, args.value)}
-    print_lines(format_settings(shown, assignment=True), sys.stdout)
-    return EXIT_OK
+    return _show(shown, lambda v: format_settings(shown, assignment=True), args)
 
 
 async def _cmd_command(client: SmallBmsClient, args: argparse.Namespace) -> int:
     result = await client.command(args.name, args.argument)
-    print(result, flush=True)
-    return EXIT_OK
+    return _show({"command": args.name, "result": result}, lambda v: [result], args)
 
 
 async def _cmd_key(client: SmallBmsClient, args: argparse.Namespace) -> int:
@@ -150,8 +146,7 @@ async def run(args: argparse.Namespace) -> int:
         args.adapter = await default_adapter()
     if args.subcommand == "scan":
         return await _run_scan(args)
-    pin = args.pin if args.pin is not None else os.environ.get(PIN_ENV_VAR)
-    async with SmallBmsClient(
-        args.device, adapter=args.adapter, pin=pin, timeout=args.timeout
+    async with SmallBmsClient(  # args.pin: --pin or $SMALLBMS_PIN, checked by client_cli.main
+        args.device, adapter=args.adapter, pin=args.pin, timeout=args.timeout
     ) as client:
         return await _CONNECTED[args.subcommand](client, args)

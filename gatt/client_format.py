@@ -225,7 +225,8 @@ def format_scan(results: Sequence[ScanResult]) -> list[str]:
     for r in results:
         lines.append(f"{r.address}  {r.name or '(no name)':<20} RSSI {r.rssi} dBm")
         if r.readout is not None:
-            figures = {k: v for k, v in r.readout.items() if k != "alarms"}
+            figures = {k: ("unknown" if k == "soc" and v is None else v)
+                       for k, v in r.readout.items() if k != "alarms"}
             lines.append("  readout: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
             raised = {k: v for k, v in (r.readout.get("alarms") or {}).items() if v != "ok"}
             if raised:
@@ -247,7 +248,7 @@ def status_line(status: object) -> str:
         _reason(c) for k in ("warnings", "alarms", "errors") for c in (_get(status, k, ()) or ())
     ]
     return (
-        f"soc={'--' if soc is None else f'{soc:.1f}'} "
+        f"soc={'unknown' if soc is None else f'{soc:.1f}'} "
         f"voltage={_num(_get(status, 'voltage'), '')} "
         f"current={_num(_get(status, 'current'), '')} "
         f"charge={_yes_no(_get(status, 'allowed_to_charge', False))} "

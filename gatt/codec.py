@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from bms_daemon.core.types import (
@@ -335,11 +335,20 @@ def decode_status(data: BytesLike) -> StatusView:
 # --------------------------------------------------------------------------------------------
 # Battery Level (SIG 0x2A19)
 # --------------------------------------------------------------------------------------------
+# What a format without an "unknown" carries while the BMS does not know its SOC (never
+# synchronised nor set): the SIG Battery Level here and the instant readout (gatt/readout.py),
+# the same figure in both, so that no two outside views of one BMS disagree.  (ours) 100 %: what
+# a Victron battery monitor shows before its first synchronisation ("start synchronised"), and,
+# unlike 0 %, a value that cannot trip a phone's or an automation's low-battery action; the
+# LOAD and CHARGER outputs, not this figure, protect the battery.  Our own views (client,
+# JSON, GATT status, logs, MQTT) say "unknown".  docs/gatt-profile.md, docs/instant-readout.md.
+SOC_SENT_WHEN_UNKNOWN = 100.0
+
+
 def encode_battery_level(soc: float | None) -> bytes:
-    """SIG Battery Level: uint8 0-100 %.  The SIG format has no "unknown": an unknown SOC
-    reads 0, so a generic app shows an empty battery rather than a made-up figure."""
+    """SIG Battery Level: uint8 0-100 %; the format has no "unknown": SOC_SENT_WHEN_UNKNOWN."""
     if soc is None or not math.isfinite(soc):
-        return bytes([0])
+        soc = SOC_SENT_WHEN_UNKNOWN
     return bytes([max(0, min(100, round(soc)))])
 
 
@@ -359,6 +368,15 @@ def decode_battery_level(data: BytesLike) -> int:
 BANK_FORMAT = "<BBBBHBBIHHhhB"
 BANK_SIZE = struct.calcsize(BANK_FORMAT)
 BANK_KNOWN = 1
+# The bank is a DIY pack (a ``[source]`` battery description), not a Lithium NG model: the
+# model code stays 0, which every client already reads as "unknown" (a new code would be
+# refused by older clients' decoders), and new clients describe the pack from its figures.
+BANK_CUSTOM = 2
+
+
+def custom_model(cells: int, capacity_ah: float) -> str:
+    """How a client names a DIY pack it knows only by its figures (one battery's)."""
+    return f"custom ({cells} cells, {capacity_ah:.0f} Ah)"
 
 
 def encode_bank(bank: BankStatus | None) -> bytes:
@@ -366,11 +384,13 @@ def encode_bank(bank: BankStatus | None) -> bytes:
     if bank is None:
         return struct.pack(BANK_FORMAT, PROFILE_VERSION, 0, 0, 0, 0, 0, 0, 0, NA_U16, NA_U16,
                            NA_I16, NA_I16, 0)
+    model = _index(MODEL_CODES, bank.model or "", 0)
+    custom = BANK_CUSTOM if bank.model and not model else 0
     return struct.pack(
         BANK_FORMAT,
         PROFILE_VERSION,
-        BANK_KNOWN,
-        _index(MODEL_CODES, bank.model or "", 0),
+        BANK_KNOWN | custom,
+        model,
         max(0, min(0xFF, bank.batteries)),
         max(0, min(0xFFFF, bank.cells)),
         max(0, min(0xFF, bank.series)),
@@ -392,6 +412,9 @@ def decode_bank(data: BytesLike) -> BankStatus | None:
     if not flags & BANK_KNOWN:
         return None
     model_name = _lookup(MODEL_CODES, model, "battery model")
+    if flags & BANK_CUSTOM:
+        model_name = custom_model(cells // max(1, batteries),
+                                  (_ufx(capacity, 0.1, "I") or 0.0) / max(1, parallel))
     return BankStatus(
         model=model_name or None,
         batteries=batteries,
@@ -481,6 +504,15 @@ def decode_battery(data: BytesLike) -> BatteryRecord:
         cell_voltages=tuple(_ufx(c, 0.001, "H") or 0.0 for c in cells),
     )
     return BatteryRecord(index=index, count=count, battery=battery)
+
+
+def with_batteries(bank: BankStatus, batteries: Sequence[BatteryStatus]) -> BankStatus:
+    """The bank page with its batteries read one by one.  A DIY pack's batteries carry model
+    code 0 (see ``BANK_CUSTOM``); every battery of a bank is the same pack, so they take the
+    bank's description."""
+    named = tuple(b if b.model or not bank.model else replace(b, model=bank.model)
+                  for b in batteries)
+    return replace(bank, battery_list=named)
 
 
 def encode_battery_select(index: int) -> bytes:

@@ -28,6 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bms_daemon.core.types import Code, Reason, Status
+from gatt.codec import SOC_SENT_WHEN_UNKNOWN
 
 # --- framing (research/victron-ble.md §1.2) ------------------------------------------------------
 VICTRON_COMPANY_ID = 0x02E1  # Bluetooth SIG company identifier of Victron Energy
@@ -65,12 +66,11 @@ CURRENT_SCALE = 10  # 0.1 A
 SOC_SCALE = 10  # 0.1 %
 CONSUMED_SCALE = 10  # 0.1 Ah
 
-# What we send while the BMS does not know its SOC (never synchronised nor set).  The record's
-# own "not available" (0x3FF) is decoded by victron-ble 0.9.3, hence Home Assistant, as 102.3 %,
-# so it is not an option.  (ours) 100 %: what a Victron battery monitor shows before its first
-# synchronisation ("start synchronised"), and a value that cannot trip a low-SOC automation that
-# would shut a system down; the LOAD and CHARGER outputs, not this figure, protect the battery.
-SOC_SENT_WHEN_UNKNOWN = 100.0
+# While the BMS does not know its SOC we send codec.SOC_SENT_WHEN_UNKNOWN (100 %, the same as
+# the SIG Battery Level): the record's own "not available" (0x3FF) is decoded by victron-ble
+# 0.9.3, hence Home Assistant, as 102.3 %, so it is not an option.  Consumed Ah goes "not
+# available" at the same time, which is how our own tools tell it from a real 100 %
+# (Readout.soc_known).
 
 _KEY_HEX_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
@@ -196,6 +196,12 @@ class Readout:
     temperature: int | None = None  # °C, 1 °C resolution
 
     @property
+    def soc_known(self) -> bool:
+        """False for smallbms's "SOC unknown": SOC_SENT_WHEN_UNKNOWN with consumed Ah not
+        available (a known SOC always has its consumed Ah, 0.0 at 100 %)."""
+        return not (self.soc == SOC_SENT_WHEN_UNKNOWN and self.consumed_ah is None)
+
+    @property
     def prealarm(self) -> bool | None:
         """smallbms sends its PRE-ALARM output as the IO "user relay" line."""
         return self.io.user_relay
@@ -206,7 +212,7 @@ class Readout:
         by name ("ok", "warning", "alarm")."""
         result: dict[str, Any] = {
             "error": self.error,
-            "soc": self.soc,
+            "soc": self.soc if self.soc_known else None,  # None: unknown (see soc_known)
             "voltage": self.voltage,
             "current": self.current,
             "ttg_min": self.ttg_min,

@@ -49,6 +49,7 @@ from bms_daemon.core.settings import SettingError, Settings
 from bms_daemon.core.types import Status
 from bms_daemon.device import DeviceControl, NotSavedError
 from bms_daemon.logging import EventLimiter
+from bms_daemon.state.identity import device_serial
 from bms_daemon.store import Store
 from gatt import codec, profile, vereg
 from gatt.profile import Access
@@ -78,7 +79,6 @@ STATE_DOCUMENT = "ble"  # store document: PIN salt and device serial (secret: mo
 LOCKOUT_DOCUMENT = "lockout"  # store document: the wrong-PIN limits (survive restarts)
 MANUFACTURER = "Victron Energy (smallbms emulation)"
 MODEL = "smallBMS NG"
-SERIAL_PREFIX = "SB"
 
 
 class BleConfigLike(Protocol):
@@ -628,17 +628,15 @@ class BleService:
         except Exception as exc:  # an unreadable state means a new salt; the PIN still works
             log.warning("ble_state_unreadable", error=repr(exc))
         salt: bytes | None = None
-        serial = ""
+        # one serial with MQTT, whichever side starts first (an older ble.json's serial wins)
+        serial = self._serial = device_serial(self._store)
         if document is not None:
             try:
                 salt = bytes.fromhex(str(document["salt"]))
-                serial = str(document["serial"])
             except (KeyError, ValueError):
                 salt = None
-        if salt is None or len(salt) != SALT_SIZE or not serial:
+        if salt is None or len(salt) != SALT_SIZE:
             salt = secrets.token_bytes(SALT_SIZE)
-            serial = serial or SERIAL_PREFIX + secrets.token_hex(5).upper()
-            self._serial = serial
             self._save_state(salt)
         return salt, serial
 

@@ -3,7 +3,6 @@
 Off by default (``[mqtt] enabled``).  The modules, each with one job:
 
 * ``config``: the ``[mqtt]`` table, validated (no network library imported);
-* ``identity``: the device serial the topics and Home Assistant identifiers derive from;
 * ``topics``: topic names under the base topic;
 * ``payloads``: the JSON published for a status, the history and the settings (pure);
 * ``discovery``: Home Assistant discovery configs (pure);

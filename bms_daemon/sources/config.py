@@ -19,6 +19,7 @@ from bms_daemon.sources.physics import (
     SELF_DISCHARGE_DEFAULT,
     SELF_DISCHARGE_SPREAD_DEFAULT,
 )
+from bms_daemon.sources.profile import PROFILES, parse_time_of_day
 
 # Defaults of a simulated bank (ours).
 DEFAULT_MODEL = "12.8V-100Ah"
@@ -79,6 +80,10 @@ class SimulatedBankConfig:
     charge_voltage: float | None = None  # V of the charger's CV phase; None = 3.55 V per cell
     load: float = 0.0  # A the loads draw while LOAD is high (daemon use; scenarios set it per step)
     charge: float = 0.0  # A the charger offers while CHARGER is high (idem)
+    # daemon use (docs/simulated-source.md); scenarios set loads per step and know_soc apart
+    profile: str = "constant"  # "daily": load and charge follow profile.DAILY
+    start: float = 0.0  # s after midnight: the profile's time of day when the daemon starts
+    known_soc: bool = False  # a first start (no saved state) sets the BMS's SOC to the true one
 
     @property
     def batteries(self) -> int:
@@ -153,6 +158,10 @@ class SimulatedBankConfig:
             charge_voltage=charge_voltage,
             load=get.number("load", 0.0, 0.0, 10_000.0),
             charge=get.number("charge", 0.0, 0.0, 10_000.0),
+            profile=get.choice("profile", "constant", dict.fromkeys(PROFILES)),
+            start=_wrap(where, "start", parse_time_of_day, table["start"])
+            if "start" in table else 0.0,
+            known_soc=get.boolean("known_soc", False),
         )
 
 
@@ -175,6 +184,14 @@ class Getter:
         if not (math.isfinite(value) and lo <= value <= hi):
             raise self._bad(key, f"must be between {lo:g} and {hi:g}")
         return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if not isinstance(value, bool):
+            raise self._bad(key, "must be true or false")
+        return value
 
     def integer(self, key: str, default: int, lo: int, hi: int) -> int:
         if key not in self.table:

@@ -17,10 +17,15 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
+import structlog
+
 from bms_daemon.core.bank import MODELS
 from bms_daemon.core.types import BatteryReading, Outputs, Readings
 from bms_daemon.sources.config import SimulatedBankConfig
 from bms_daemon.sources.physics import BankPhysics, BatteryParams, Spread
+from bms_daemon.sources.profile import Period, load_factor, period_at
+
+log = structlog.get_logger("smallbms.simulated")
 
 SIMULATED_FIRMWARE = "v1.10-sim"  # what a simulated battery reports as its firmware
 SERIAL_PREFIX = "HQSIM"  # + a 4-digit battery number
@@ -75,12 +80,36 @@ class SimulatedBank:
         self._serials = [f"{SERIAL_PREFIX}{i + 1:04d}" for i in range(len(params))]
         self._models = [p.model for p in params]
         self._last: float | None = None
+        self._first: float | None = None  # `now` of the first read: the profile's start
+        self._period: Period | None = None
+        self._capacity_ah = MODELS[config.model].capacity_ah * config.parallel
+
+    @property
+    def initial_soc(self) -> float | None:
+        """The SOC a first start of the daemon gives the BMS ([source] known_soc), or None."""
+        return self.config.soc if self.config.known_soc else None
+
+    def _follow_profile(self, now: float) -> None:
+        """Set the loads and the charger of the daily profile in force at ``now``."""
+        if self._first is None:
+            self._first = now
+        time_of_day = self.config.start + (now - self._first)
+        period = period_at(time_of_day)
+        self.physics.load_a = period.load_c * self._capacity_ah * load_factor(time_of_day)
+        self.physics.charge_a = period.charge_c * self._capacity_ah
+        if self._period is None or period.name != self._period.name:
+            self._period = period
+            log.info("simulated_day", period=period.name,
+                     loads_a=round(period.load_c * self._capacity_ah, 1),
+                     charger_a=round(self.physics.charge_a, 1))
 
     # --- BatterySource ---------------------------------------------------------------------
     def read(self, now: float) -> Readings | None:
         """Integrate up to ``now`` and report, or None while battery communication is off."""
         if self._last is not None and now > self._last:
             self.physics.advance(now - self._last)
+        if self.config.profile == "daily":
+            self._follow_profile(now)
         if self._last is None or now > self._last:
             self._last = now
         if not self.comms:

@@ -4,5 +4,6 @@
 (changed by a person, saved at once and acknowledged only once on disk) and the counters (SOC,
 history: changed at every tick, saved by the persistence policy).  Damage to one never costs
 the other.  ``resetpin`` is the operator's way back when the PIN state is lost.  ``lock`` makes
-sure one process at a time writes the directory.
+sure one process at a time writes the directory.  ``identity`` is the device serial, one for
+Bluetooth and MQTT.
 """

@@ -39,8 +39,10 @@ Advertising and discovery
     Discovery filters: UUIDs, RSSI and Pattern; DuplicateData is ignored (every report is
     signalled, where BlueZ signals only changed properties).  Passive scanning
     (AdvertisementMonitor1, only with ``--experimental`` as on BlueZ 5.66: :mod:`.monitor`)
-    has no RSSI thresholds and never sends DeviceLost.  Any adapter can scan while it
-    advertises and serves GATT (as on BlueZ); it never hears its own advertisement.
+    has no RSSI thresholds and never sends DeviceLost.  A non-connectable advertisement
+    goes out from the adapter's own address (the kernel uses a random non-resolvable one).
+    Any adapter can scan while it advertises and serves GATT (as on BlueZ); it never hears
+    its own advertisement.
     No Adapter1.ConnectDevice, no BR/EDR at all.
 GATT
   * The peripheral's own GAP (0x1800) and GATT (0x1801) services are not mirrored, so there is

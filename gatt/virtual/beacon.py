@@ -2,10 +2,16 @@
 
 What a Victron battery or SmartShunt looks like to a scanner, played by any BlueZ adapter
 (the virtual BlueZ's hci2, hci3…, or a real one in the e2e tier's central guest): a
-non-connectable ("broadcast") LEAdvertisement1 carrying the manufacturer data, updated live
+connectable ("peripheral") LEAdvertisement1 carrying the manufacturer data, as the devices
+advertise (they accept VictronConnect's connections), updated live
 through PropertiesChanged as the devices do when their figures change (BlueZ refreshes the
 advertisement).  Each beacon has its own D-Bus connection, as a separate device would, so
 several can share one process.  ``stop()`` silences it (the advertisement is unregistered).
+
+Connectable, not "broadcast": for a non-connectable advertisement the Linux kernel uses a fresh
+non-resolvable random address (``hci_get_random_address()``, privacy required when not
+connectable), so a scanner would not see the adapter's address and no configured device would
+match; found by the e2e tier's victron case.  No GATT application is registered behind it.
 
 (No ``from __future__ import annotations``: dbus-fast reads the hints at run time.)
 """
@@ -36,7 +42,7 @@ class _Advertisement(ServiceInterface):
 
     @dbus_property()
     def Type(self) -> Str:
-        return "broadcast"
+        return "peripheral"
 
     @Type.setter  # type: ignore[no-redef]
     def Type(self, value: Str) -> None:

@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -203,17 +203,20 @@ class _Session:
 
 async def _start(loop: LoopThread, directory: Path, source: Mapping[str, object],
                  settings: Mapping[str, object], adapters: int,
-                 stack: contextlib.AsyncExitStack) -> DaemonUnderTest:
+                 stack: contextlib.AsyncExitStack,
+                 run_args: Sequence[str] | None = None) -> DaemonUnderTest:
     bus = await stack.enter_async_context(start_virtual_bus(WorldConfig(adapters=adapters)))
     os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
     name = "smallBMS NG"
-    config = directory / "smallbms.toml"
-    config.write_text(config_text(directory / "state", source, settings, name))
+    if run_args is None:  # the test's own configuration
+        config = directory / "smallbms.toml"
+        config.write_text(config_text(directory / "state", source, settings, name))
+        run_args = ["--config", str(config)]
     log_path = directory / "daemon.log"
     log_file = log_path.open("w")
     stack.callback(log_file.close)
     t0 = asyncio.get_running_loop().time()
-    proc = await bus.spawn(sys.executable, "-m", "bms_daemon.cli", "run", "--config", str(config),
+    proc = await bus.spawn(sys.executable, "-m", "bms_daemon.cli", "run", *run_args,
                            stdout=log_file, stderr=subprocess.STDOUT)
     stack.push_async_callback(bus.stop_children)
     address = bus.address_of(bus.peripheral_adapter)
@@ -231,15 +234,20 @@ async def _start(loop: LoopThread, directory: Path, source: Mapping[str, object]
 @contextlib.contextmanager
 def running_daemon(directory: Path, *, source: Mapping[str, object] | None = None,
                    settings: Mapping[str, object] | None = None,
-                   adapters: int = ADAPTERS) -> Iterator[DaemonUnderTest]:
-    """A daemon on a fresh virtual bus, for the duration of the ``with``."""
+                   adapters: int = ADAPTERS,
+                   run_args: Sequence[str] | None = None) -> Iterator[DaemonUnderTest]:
+    """A daemon on a fresh virtual bus, for the duration of the ``with``.
+
+    ``run_args`` replaces the test's configuration with these ``smallbms run`` arguments
+    (e.g. none: the embedded defaults)."""
     loop = LoopThread()
     stack = contextlib.AsyncExitStack()
     previous = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
     default_source: dict[str, object] = {"soc": 70.0, "load": 8.0, "current_noise": 0.05}
     try:
         bms = loop.run(_start(loop, directory, {**default_source, **(source or {})},
-                              settings or {}, adapters, stack), timeout=STARTUP_TIMEOUT_S + 30)
+                              settings or {}, adapters, stack, run_args),
+                      timeout=STARTUP_TIMEOUT_S + 30)
         try:
             yield bms
         finally:

@@ -189,6 +189,23 @@ def test_bank_history_and_settings_text() -> None:
     ]
 
 
+def test_bank_text_and_json_show_a_diy_pack_for_what_it_is() -> None:
+    pack = BankStatus("Garage pack", 1, 16, 1, 1, 280.0, 3.30, 3.31, 20.0, 20.0,
+                      BalancerState.BALANCED)
+    bank = codec.decode_bank(codec.encode_bank(pack))
+    assert bank is not None
+    record = codec.decode_battery(codec.encode_battery(0, (BatteryStatus(
+        "G1", "Garage pack", 280.0, "", 53.0, 1.0, 20.0, (3.3,) * 16),)))
+    assert record.battery is not None
+    bank = codec.with_batteries(bank, (record.battery,))
+    text = "\n".join(format_bank(bank))
+    assert "Model               custom (16 cells, 280 Ah)" in text
+    assert "serial G1  custom (16 cells, 280 Ah) 280 Ah" in text
+    data = json.loads(json.dumps(to_jsonable(bank)))
+    assert data["model"] == "custom (16 cells, 280 Ah)"
+    assert data["battery_list"][0]["model"] == "custom (16 cells, 280 Ah)"
+
+
 @pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
 def test_bus_without_bluez_says_so() -> None:
     bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],

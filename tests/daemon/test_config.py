@@ -26,7 +26,8 @@ def _check(argv: list[str]) -> int:
 
 def test_defaults_are_simulated_bank_memory_gpio_virtual_ble_auto() -> None:
     config = load(None)
-    assert config.source == {"type": "simulated"}
+    assert config.source == {"type": "simulated", "profile": "daily", "start": "18:00",
+                             "soc": 22.0, "known_soc": True}  # the demo (simulated-source.md)
     assert config.gpio.backend == "memory"
     assert config.ble == cfg.BleConfig()
     assert config.ble.virtual == "auto"
@@ -102,7 +103,9 @@ def test_settings_seeds_are_validated_together_and_used_for_a_first_start() -> N
 def test_source_table_is_passed_whole_to_the_source() -> None:
     config = parse('[source]\ntype = "simulated"\nsoc = 42\n')
     assert config.source == {"type": "simulated", "soc": 42}
-    assert parse("[source]\nsoc = 42\n").source == {"type": "simulated", "soc": 42}
+    # without `type`, the table changes the embedded demo bank
+    demo = load(None).source
+    assert parse("[source]\nsoc = 42\n").source == {**demo, "soc": 42}
 
 
 def test_state_directory_choice(tmp_path: Path) -> None:

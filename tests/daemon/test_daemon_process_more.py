@@ -28,7 +28,8 @@ def test_status_tells_soc_and_outputs(start_daemon: Any) -> None:
     daemon = start_daemon()
     message = daemon.wait_notify("READY=1")
     status = next(line for line in message.splitlines() if line.startswith("STATUS="))
-    assert status.startswith("STATUS=SOC unknown, load ")
+    # the embedded demo bank starts at a known 22 % (docs/simulated-source.md)
+    assert status.startswith("STATUS=SOC 22%, load ")
     assert "charger " in status
     assert daemon.terminate() == 0
     assert "STOPPING=1" in daemon.wait_notify("STOPPING=1")

@@ -49,6 +49,8 @@ case.  Exit status 0 = every check passed, 1 = a check failed, 2 = the harness i
                            outputs, remote input, SIGKILL and SIGTERM leave the lines released
                    can     the daemon reading a CAN-bus BMS over SocketCAN (vcan0): pre-alarm,
                            LOAD 30 s later, then the sender stops: W-B05, A-B05
+                   victron the daemon hearing a Victron battery over real BlueZ on the adapter
+                           it advertises on (not in the default list: --cases victron)
 
 Environment: E2E_CACHE (default .cache/e2e), E2E_VENV (default .venv), E2E_TIMEOUT
 (seconds per guest, default $BOOT_TIMEOUT), E2E_EATT=1 (keep BlueZ's EATT on; see

@@ -1,5 +1,5 @@
 """The MQTT side's pure parts, without a broker: payloads, discovery, the newest-wins outbox and
-rate limits, the command handler (over a real core), the ``[mqtt]`` table and the identity."""
+rate limits, the command handler (over a real core), the ``[mqtt]`` table."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ from bms_daemon.core.bms import Bms
 from bms_daemon.core.types import BatteryReading, Inputs, Readings, Status
 from bms_daemon.mqtt import discovery, payloads
 from bms_daemon.mqtt.control import BURST, CommandHandler
-from bms_daemon.mqtt.identity import device_serial
 from bms_daemon.mqtt.outbox import Message, Outbox, Throttle, TokenBucket
 from bms_daemon.mqtt.topics import Topics
-from bms_daemon.store import FileStore
 
 TOPICS = Topics("smallbms/boat", "homeassistant")
 
@@ -267,22 +265,6 @@ def test_check_config_explains_a_missing_mqtt_extra(
     config_module.configure(parser)
     assert config_module.main(parser.parse_args([str(path)])) == 2
     assert "pip install 'smallbms[mqtt]'" in capsys.readouterr().err
-
-
-# --- identity -------------------------------------------------------------------------------
-def test_identity_takes_the_bluetooth_serial_and_keeps_it(tmp_path: Path) -> None:
-    store = FileStore(tmp_path)
-    store.save("ble", {"salt": "00" * 16, "serial": "SBAAAAAAAAAA"}, secret=True)
-    assert device_serial(store) == "SBAAAAAAAAAA"
-    store.save("ble", {"salt": "00" * 16, "serial": "SBBBBBBBBBBB"}, secret=True)
-    assert device_serial(store) == "SBAAAAAAAAAA"  # Home Assistant's device never changes
-
-
-def test_identity_is_drawn_once_without_bluetooth(tmp_path: Path) -> None:
-    first = device_serial(FileStore(tmp_path))
-    assert first.startswith("SB")
-    assert len(first) == 12
-    assert device_serial(FileStore(tmp_path)) == first
 
 
 def test_daemon_runs_without_mqtt_when_the_extra_is_missing(

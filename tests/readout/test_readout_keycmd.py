@@ -94,3 +94,27 @@ def test_bad_config_file_is_a_clear_error(
     err = capsys.readouterr().err
     assert "no such file" in err
     assert "Traceback" not in err
+
+
+def test_says_which_state_directory_it_read_and_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trap: `smallbms key -c FILE` of a file that sets no state directory reads this
+    user's default one, i.e. maybe another daemon's key than the service's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    default = tmp_path / ".local" / "state" / "smallbms"
+    keys = ReadoutKeys(FileStore(default))
+    config = tmp_path / "smallbms.toml"
+    config.write_text('[gpio]\nbackend = "memory"\n')
+    capsys.readouterr()
+    assert run("--config", str(config)) == 0
+    captured = capsys.readouterr()
+    assert captured.out == keys.key.hex() + "\n"  # still the key alone on stdout
+    assert captured.err == (
+        f"smallbms key: read from {default / 'readout.json'} ({config} sets no [bms] "
+        "state_directory: this user's default; a systemd service keeps its own in "
+        "/var/lib/smallbms)\n"
+    )
+    assert run("--state-dir", str(default)) == 0
+    assert capsys.readouterr().err.endswith("(--state-directory)\n")

@@ -347,3 +347,16 @@ def test_as_dict_names_what_is_available_for_scripts() -> None:
     assert view["alarms"]["low_cell_voltage"] == "warning"
     assert view["alarms"]["load_disconnect"] == "warning"
     assert "high_current" not in view["alarms"]  # unsupported
+
+
+def test_our_decoder_tells_unknown_from_a_real_full_battery() -> None:
+    status = make_status(soc=None, consumed_ah=None)
+    unknown = decode_manufacturer_data(
+        encode_manufacturer_data(readout_from_status(status), KEY, 3), KEY)
+    assert unknown.soc == SOC_SENT_WHEN_UNKNOWN  # what other decoders show
+    assert not unknown.soc_known
+    assert unknown.as_dict()["soc"] is None
+    full = decode_manufacturer_data(encode_manufacturer_data(
+        readout_from_status(make_status(soc=100.0, consumed_ah=0.0)), KEY, 4), KEY)
+    assert full.soc_known
+    assert full.as_dict()["soc"] == 100.0

@@ -17,6 +17,7 @@ Everything else (which device, which nonce, which key) is decided by the caller'
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
@@ -28,6 +29,7 @@ from gatt.readout import VICTRON_COMPANY_ID
 log = structlog.get_logger("smallbms.source.victron")
 
 SCAN_MODES = ("auto", "passive", "active")
+STOP_TIMEOUT_S = 5.0
 PATTERN = b"\xe1\x02\x10"  # company 0x02E1 little-endian, then 0x10 "product advertisement"
 
 OnAdvert = Callable[[str, bytes, "int | None"], None]
@@ -94,8 +96,9 @@ class BleakRadio:
         try:
             yield used
         finally:
-            with contextlib.suppress(Exception):  # BlueZ may be gone already
-                await scanner.stop()
+            # BlueZ may be gone already; never let a stop that hangs hold up a shutdown
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(scanner.stop(), STOP_TIMEOUT_S)
 
 
 class MemoryRadio:

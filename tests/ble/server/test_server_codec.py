@@ -306,7 +306,7 @@ def test_vereg_values_use_victron_units() -> None:
 
 def test_battery_level_is_soc_rounded_and_zero_when_unknown() -> None:
     assert codec.decode_battery_level(codec.encode_battery_level(87.6)) == 88
-    assert codec.encode_battery_level(None) == b"\x00"
+    assert codec.encode_battery_level(None) == b"\x64"  # unknown: 100 %, as the readout
     assert codec.encode_battery_level(150) == b"\x64"
 
 
@@ -341,3 +341,20 @@ def test_a_stored_charged_voltage_the_bank_does_not_allow_is_flagged_in_the_stat
     assert view.charged_voltage_not_used
     assert any(line.startswith("Setting not used    charged_voltage does not fit")
                for line in format_status(view))
+
+
+def test_a_diy_pack_reads_as_custom_and_old_clients_see_unknown() -> None:
+    bank = BankStatus("Garage pack", 2, 32, 1, 2, 560.0, 3.30, 3.31, 20.0, 21.0,
+                      BalancerState.BALANCED)
+    data = codec.encode_bank(bank)
+    assert data[2] == 0  # model code "unknown" for clients that predate BANK_CUSTOM
+    got = codec.decode_bank(data)
+    assert got is not None
+    assert got.model == "custom (16 cells, 280 Ah)"
+    assert (got.cells, got.capacity_ah) == (32, 560.0)
+    battery = BatteryStatus("G1", "Garage pack", 280.0, "", 53.0, 1.0, 20.0, (3.3,) * 16)
+    record = codec.decode_battery(codec.encode_battery(0, (battery, battery)))
+    assert record.battery is not None
+    assert record.battery.model == ""
+    full = codec.with_batteries(got, (record.battery,) * 2)
+    assert [b.model for b in full.battery_list] == ["custom (16 cells, 280 Ah)"] * 2
