@@ -141,6 +141,16 @@ def default_table() -> dict[str, Any]:
 
 
 # --- loading ---------------------------------------------------------------------------------
+def load_or_report(path: Path | None) -> Config | None:
+    """``load`` for a one-shot command: a bad file is said on stderr (None returned), the
+    command then exits ``EXIT_BAD_CONFIG``; one wording for every command that reads it."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(f"smallbms: error: {exc}", file=sys.stderr)
+        return None
+
+
 def load(path: Path | None) -> Config:
     """Read and validate ``path`` (None = the embedded defaults); raises ``ConfigError``."""
     if path is None:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bms_daemon.config import EXIT_BAD_CONFIG, ConfigError, load
+from bms_daemon.config import EXIT_BAD_CONFIG, load_or_report
 from bms_daemon.gpio import GpioError, float_outputs
 from bms_daemon.state.lock import StateDirectoryBusyError, StateLock
 
@@ -34,10 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``smallbms float-outputs``."""
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        print(f"smallbms: error: {exc}", file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return EXIT_BAD_CONFIG
     state_directory = args.state_directory or config.state_directory()
     lock = StateLock(state_directory)

@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bms_daemon.config import EXIT_BAD_CONFIG, ConfigError, check_source
-from bms_daemon.config import load as load_config
+from bms_daemon.config import EXIT_BAD_CONFIG, check_source, load_or_report
 from bms_daemon.core.types import Readings
 from bms_daemon.sources import comms_delays
 
@@ -49,10 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``smallbms source-check``."""
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"smallbms: error: {exc}", file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return EXIT_BAD_CONFIG
     problem = check_source(config)
     if problem:
